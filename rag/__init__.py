@@ -1,0 +1,69 @@
+"""Offline multilingual (Azerbaijani, Russian, English) question answering over news archives.
+
+    import rag
+    cfg = rag.load_config()
+    rag.build_index(cfg)
+    hits = rag.search("What did Uzbekistan say about territorial integrity?", k=5)
+
+Everything public is re-exported here; the modules below are the steps of the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing may reach the network at run time: these switches make the Hugging Face libraries load only local
+# files and keep Gradio from phoning home. Set before any of those libraries is imported.
+for _name, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("HF_DATASETS_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ("GRADIO_ANALYTICS_ENABLED", "False"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
+    os.environ.setdefault(_name, _value)
+
+from .assistant import Assistant  # noqa: E402
+from .config import Config, load_config  # noqa: E402
+from .errors import ConfigError, IndexLoadError, IndexMismatchError, ModelError, RagError  # noqa: E402
+from .types import BuildSummary, Document, Hit, Passage, SkippedFile  # noqa: E402
+
+__all__ = [
+    "Assistant",
+    "BuildSummary",
+    "Config",
+    "ConfigError",
+    "Document",
+    "Hit",
+    "IndexLoadError",
+    "IndexMismatchError",
+    "ModelError",
+    "Passage",
+    "RagError",
+    "SkippedFile",
+    "build_index",
+    "get_assistant",
+    "load_config",
+    "search",
+]
+
+_assistants: dict[Config, Assistant] = {}
+
+
+def get_assistant(config: Config | None = None) -> Assistant:
+    """The shared Assistant for a configuration, so repeated calls load the models once."""
+    cfg = config if config is not None else load_config()
+    if cfg not in _assistants:
+        _assistants[cfg] = Assistant(cfg)
+    return _assistants[cfg]
+
+
+def build_index(config: Config | None = None, *, rebuild: bool = False) -> BuildSummary:
+    """Index the corpus folder incrementally; returns what was added, changed, removed and skipped."""
+    return get_assistant(config).build_index(rebuild=rebuild)
+
+
+def search(query: str, k: int = 5, *, config: Config | None = None, **filters: str | None) -> list[Hit]:
+    """Hybrid cross-lingual search; filters: lang, source (file or glob), date_from, date_to."""
+    return get_assistant(config).search(query, k, **filters)

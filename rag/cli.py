@@ -1,0 +1,130 @@
+"""Command line: a thin shell over the library. Reads arguments, calls rag, prints text or JSON.
+
+    python -m rag index [--corpus DIR] [--index DIR] [--rebuild]
+    python -m rag search "question" [--k N] [--lang az] [--source GLOB] [--from DATE] [--to DATE] [--json]
+    python -m rag models [NAME ...] [--verify]
+    python -m rag stats [--json]
+
+Every command takes --config FILE. Errors end with one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from . import Assistant, RagError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="config file (default: ./config.toml)")
+    common.add_argument("--corpus", metavar="DIR", help="folder of documents (overrides [corpus] path)")
+    common.add_argument("--index", metavar="DIR", help="index folder (overrides [index] path)")
+
+    parser = argparse.ArgumentParser(prog="rag", description="Offline multilingual news question answering.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("index", parents=[common], help="index the corpus folder (incremental)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild from scratch (after a settings change)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = commands.add_parser("search", parents=[common], help="search the index")
+    p.add_argument("query", help="the question or keywords, in any language")
+    p.add_argument("--k", type=int, default=None, help="number of passages (default: [retrieval] k)")
+    p.add_argument("--lang", help="only documents in these languages, e.g. az or az,ru")
+    p.add_argument("--source", help="only these documents: a file path or a glob, e.g. '2023/*.txt'")
+    p.add_argument("--from", dest="date_from", metavar="DATE", help="only documents dated on/after DATE")
+    p.add_argument("--to", dest="date_to", metavar="DATE", help="only documents dated on/before DATE")
+    p.add_argument("--json", action="store_true", help="print hits as JSON")
+
+    p = commands.add_parser("models", parents=[common], help="prepare the models in the local cache")
+    p.add_argument(
+        "names",
+        nargs="*",
+        help="models to prepare: embedding, test, fast, quality (default: embedding)",
+    )
+    p.add_argument("--verify", action="store_true", help="re-hash every model file against its sha256")
+
+    p = commands.add_parser("stats", parents=[common], help="what the index holds")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, corpus=args.corpus, index=args.index)
+        return _COMMANDS[args.command](cfg, args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _index(cfg, args) -> int:
+    summary = Assistant(cfg).build_index(rebuild=args.rebuild, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+    if args.json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    what = "rebuilt" if summary.rebuilt else "updated"
+    print(
+        f"Index {what} in {summary.seconds:.1f} s: {summary.documents} documents, {summary.passages} passages "
+        f"({len(summary.added)} added, {len(summary.changed)} changed, {len(summary.removed)} removed, "
+        f"{summary.unchanged} unchanged; {summary.embedded_passages} passages embedded)."
+    )
+    for skipped in summary.skipped:
+        print(f"  skipped {skipped.source}: {skipped.reason}")
+    return 0
+
+
+def _search(cfg, args) -> int:
+    hits = Assistant(cfg).search(
+        args.query, args.k, lang=args.lang, source=args.source, date_from=args.date_from, date_to=args.date_to
+    )
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("No passages found.")
+    for n, hit in enumerate(hits, 1):
+        date = f", {hit.date}" if hit.date else ""
+        print(f"[{n}] {hit.title} ({hit.source}, {hit.lang}{date}) score {hit.score:.4f} chars {hit.start}-{hit.end}")
+        print(textwrap.indent(textwrap.fill(hit.text, width=100), "    "))
+    return 0
+
+
+def _models(cfg, args) -> int:
+    from .models import prepare_models
+
+    names = args.names or ["embedding"]
+    paths = prepare_models(cfg.models.cache, names, verify=args.verify)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _stats(cfg, args) -> int:
+    stats = Assistant(cfg).stats()
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return 0
+    langs = ", ".join(f"{k} {v}" for k, v in sorted(stats["languages"].items()))
+    print(f"documents   {stats['documents']}")
+    print(f"passages    {stats['passages']}")
+    print(f"languages   {langs}")
+    print(f"index size  {stats['index_bytes'] / 1e6:.1f} MB ({stats['index_type']}) in {stats['index']}")
+    print(f"model       {stats['model']} ({stats['model_fingerprint']})")
+    print(f"chunking    {stats['chunking']}")
+    print(f"built       {stats['built']}")
+    return 0
+
+
+_COMMANDS = {"index": _index, "search": _search, "models": _models, "stats": _stats}
+
+if __name__ == "__main__":
+    sys.exit(main())

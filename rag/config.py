@@ -1,0 +1,207 @@
+"""Configuration: one schema (these dataclasses), filled from config.toml, then from overrides.
+
+`load_config()` accepts nothing (./config.toml, or the built-in defaults when there is none), a path, a dict,
+or a Config, plus keyword overrides (`corpus=`, `index=`) for the two keys people change most. Relative paths
+are resolved against the folder of the config file, so the app works from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MODEL_CACHE_ENV = "RAG_MODEL_CACHE"
+
+
+def default_model_cache() -> Path:
+    """Per-user model cache, outside the repository: $RAG_MODEL_CACHE, else $XDG_CACHE_HOME/rag-assistant/models."""
+    if os.environ.get(MODEL_CACHE_ENV):
+        return Path(os.environ[MODEL_CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag-assistant" / "models"
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    path: Path = Path("seeds")  # the folder of documents to index (searched recursively)
+    extensions: tuple[str, ...] = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
+    max_file_mb: float = 200.0  # larger files are skipped with a warning
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    path: Path = Path("index")  # where the built index lives
+    on_mismatch: str = "error"  # "error" or "rebuild": what to do when the index was built with other settings
+    approximate_above: int = 200_000  # passages; above this an HNSW index replaces exact search
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    keep_generations: int = 2  # complete index versions kept on disk (the newest is used)
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    size: int = 600  # target maximum passage length in characters
+    overlap: int = 150  # characters of preceding sentences repeated at the start of the next passage
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    cache_dir: Path | None = None  # None: $RAG_MODEL_CACHE or ~/.cache/rag-assistant/models
+    embedding: str = "multilingual-e5-small"  # a catalogue name, a sentence-transformers folder, or a cached hub name
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    batch_size: int = 32
+    threads: int = 0  # 0: let torch decide
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else default_model_cache()
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    k: int = 5  # passages returned
+    candidates: int = 100  # passages taken from each channel before fusion
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    max_per_document: int = 2  # diversity: at most this many passages of one document in the top k (0: no limit)
+
+
+@dataclass(frozen=True)
+class Config:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    source: Path | None = None  # the config file this came from, if any
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some keys replaced: `cfg.with_overrides(retrieval={"k": 10})`."""
+        return _apply(self, sections, base_dir=Path.cwd())
+
+
+_SECTIONS = {f.name: f for f in fields(Config) if f.name != "source"}
+
+
+def _coerce(section: str, key: str, value: Any, default: Any, base_dir: Path) -> Any:
+    where = f"[{section}] {key}"
+    if isinstance(default, Path) or key in ("path", "cache_dir"):
+        if value is None or value == "":
+            return None if key == "cache_dir" else default
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where} must be a path string, got {value!r}.")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base_dir / p).resolve()
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}.")
+        if value < 0:
+            raise ConfigError(f"{where} must not be negative, got {value}.")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}.")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}.")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}.")
+        return value
+    return value
+
+
+def _apply(cfg: Config, data: dict[str, Any], base_dir: Path) -> Config:
+    updates = {}
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            known = ", ".join(sorted(_SECTIONS))
+            raise ConfigError(f"Unknown config section [{section}]; known sections: {known}.")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {values!r}.")
+        current = getattr(cfg, section)
+        known_keys = {f.name: f for f in fields(current)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known_keys:
+                raise ConfigError(f"Unknown key '{key}' in [{section}]; known keys: {', '.join(sorted(known_keys))}.")
+            default = getattr(current, key)
+            if default is None and key != "cache_dir":
+                changes[key] = value
+            else:
+                changes[key] = _coerce(section, key, value, default, base_dir)
+        updates[section] = replace(current, **changes)
+    cfg = replace(cfg, **updates)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.index.on_mismatch not in ("error", "rebuild"):
+        raise ConfigError(f'[index] on_mismatch must be "error" or "rebuild", got {cfg.index.on_mismatch!r}.')
+    if cfg.chunking.size < 50:
+        raise ConfigError(f"[chunking] size must be at least 50 characters, got {cfg.chunking.size}.")
+    if cfg.chunking.overlap >= cfg.chunking.size:
+        raise ConfigError(
+            f"[chunking] overlap ({cfg.chunking.overlap}) must be smaller than size ({cfg.chunking.size})."
+        )
+    if cfg.retrieval.k < 1:
+        raise ConfigError("[retrieval] k must be at least 1.")
+
+
+def load_config(
+    path: str | os.PathLike | dict | Config | None = None,
+    *,
+    corpus: str | os.PathLike | None = None,
+    index: str | os.PathLike | None = None,
+    **sections: dict[str, Any],
+) -> Config:
+    """Load the configuration.
+
+    >>> cfg = load_config()                                # ./config.toml if present, else defaults
+    >>> cfg = load_config("config.toml", corpus="~/news")  # override the corpus folder
+    """
+    if isinstance(path, Config):
+        cfg = path
+        base_dir = Path.cwd()
+    elif isinstance(path, dict):
+        cfg = _apply(Config(), path, base_dir=Path.cwd())
+        base_dir = Path.cwd()
+    else:
+        file = Path(path) if path is not None else Path("config.toml")
+        if path is not None and not file.is_file():
+            raise ConfigError(f"Config file not found: {file}. Pass an existing file or omit --config.")
+        base_dir = file.resolve().parent
+        if file.is_file():
+            try:
+                data = tomllib.loads(file.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"{file} is not valid TOML ({exc}). Fix the line named, or restore it from git."
+                ) from exc
+            cfg = _apply(Config(), data, base_dir=base_dir)
+            cfg = dataclasses.replace(cfg, source=file.resolve())
+        else:
+            cfg = _apply(Config(), {"corpus": {"path": "seeds"}, "index": {"path": "index"}}, base_dir=base_dir)
+    overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in sections.items()}
+    if corpus is not None:
+        overrides.setdefault("corpus", {})["path"] = str(corpus)
+    if index is not None:
+        overrides.setdefault("index", {})["path"] = str(index)
+    if overrides:
+        cfg = _apply(cfg, overrides, base_dir=Path.cwd())
+    return cfg

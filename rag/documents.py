@@ -1,0 +1,359 @@
+"""Raw text to a `Document`: cleaning, headline, date and language, plus finding the files of a corpus.
+
+Cleaning removes what a news site wraps around an article (subscription prompts, share buttons, "read also"
+link lists, cookie notices, section labels above the headline) and never a sentence of the article itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import DocumentSkipped
+from .language import detect_language
+from .readers import extract_raw, read_bytes
+from .types import Document
+
+# Lines of page furniture, matched against a whole stripped line. Kept short and specific: a pattern that also
+# matches a sentence of an article would delete content.
+_BOILERPLATE = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        # subscription prompts
+        r"(подписывайтесь|подпишитесь|подписаться)\b.{0,80}",
+        r"(subscribe|follow us|sign up for our|join us on)\b.{0,80}",
+        r"(bizi|bizə)\b.{0,60}\b(izləyin|abunə olun)\W*",
+        r".{0,60}\b(abunə olun|kanalımıza qoşulun)\W*",
+        # share buttons
+        r"(share|share this|поделиться|paylaş|paylaşın)(\s+(on|в|via)\b.{0,40})?\W*",
+        r"((facebook|twitter|telegram|whatsapp|vk|vkontakte|ok|linkedin|x|e-?mail|print)\W*){2,}",
+        # "read also" links, as a single line
+        r"(читайте также|смотрите также|см\. также|read also|read more|see also|also read|related)"
+        r"\s*:.{0,200}",
+        r"(oxşar xəbərlər|həmçinin oxuyun|həmçinin bax|bu mövzuda|digər xəbərlər)\s*:.{0,200}",
+        # cookie notices and site footers
+        r"(?=.*\b(cookies?|kuki\w*|çərəz\w*)\b)(?=.*\b(accept\w*|consent|privacy|policy|website|this site|"
+        r"browsing|сайт\w*|sayt\w*)\b).{0,300}",
+        r"(©|\(c\)|copyright\s*(©|\(c\))?\s*\d{4}).{0,150}",
+        r".{0,100}(all rights reserved|все права защищены|bütün hüquqlar qorunur)\W*.{0,100}",
+        r"(advertisement|реклама|reklam)\W*",
+    )
+]
+# A heading that opens a list of links to other articles: when only short headline lines follow it to the end
+# of the document, the whole tail goes.
+_READ_ALSO = re.compile(
+    r"(читайте также|смотрите также|см\. также|по теме|другие новости|read also|read more|see also|also read|"
+    r"related( news| articles| stories)?|more on this story|oxşar xəbərlər|həmçinin oxuyun|digər xəbərlər|"
+    r"bu mövzuda|ən çox oxunanlar|most read|популярное)\s*:?",
+    re.IGNORECASE,
+)
+# Section labels and breadcrumbs a page shows above the headline.
+_SECTION_LABEL = re.compile(
+    r"(news|новости|xəbərlər|xeberler|politics|политика|siyasət|world|в мире|мир|dünya|economy|"
+    r"экономика|iqtisadiyyat|society|общество|cəmiyyət|sport|спорт|idman|culture|культура|mədəniyyət|"
+    r"home|главная|ana səhifə|region|регион|регионы|latest|последние новости|son xəbərlər|"
+    r"breaking news|главное|аналитика|analytics|analitika|in the news|top stories)[\s:|]*",
+    re.IGNORECASE,
+)
+_LINK_TITLE_MAX = 160
+_READ_ALSO_MAX_LINKS = 15
+
+_DATE_MARKER = re.compile(r"^\s*date\s*[:=]?\s*(\d{4}-\d{2}(?:-\d{2})?)\b[ \t]*", re.IGNORECASE)
+_HIDDEN = ("~$",)  # Word's lock files next to an open document
+
+
+def discover(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Files under `root` with one of `extensions`, sorted by relative path; hidden files and folders skipped.
+
+    Symbolic links are followed, each real folder is visited once, so a link back up the tree cannot loop.
+    A link to a missing file is listed, so that reading it reports the broken link.
+    """
+    wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith(".") or name.startswith(_HIDDEN):
+                continue
+            path = Path(folder) / name
+            if path.suffix.lower() in wanted and (path.is_file() or path.is_symlink()):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def load_document(path: Path, root: Path, max_bytes: int) -> Document:
+    """Read, clean and describe one file; raises DocumentSkipped when it cannot be indexed."""
+    data = read_bytes(path, max_bytes)
+    raw = extract_raw(data, path.suffix, max_bytes)
+    text = clean_text(raw.text)
+    if not text.strip():
+        raise DocumentSkipped("has no article text left after removing page furniture; check the file's content.")
+    source = path.relative_to(root).as_posix()
+    return Document(
+        doc_id=doc_id_for(source),
+        source=source,
+        title=find_title(text, fallback=raw.title or path.stem),
+        date=raw.date and _iso(raw.date) or find_date(text),
+        lang=detect_language(text),
+        text=text,
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def doc_id_for(source: str) -> str:
+    """A stable id from the path relative to the corpus root, so it survives edits to the file."""
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
+
+
+# Cleaning ---------------------------------------------------------------------------------------------------
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u2060\ufeff"), None)
+_SPACES = re.compile(r"[^\S\n]+")
+_LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85\v\f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """NFC text, \\n line ends, trimmed lines, at most one blank line in a row, and no site boilerplate."""
+    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = _drop_leading_labels(lines)
+    lines = _drop_read_also_tail(lines)
+    lines = [line for line in lines if not _is_boilerplate(line)]
+    lines = _drop_repeated_lines(lines)
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+
+
+def _is_boilerplate(line: str) -> bool:
+    return bool(line) and any(p.fullmatch(line) for p in _BOILERPLATE)
+
+
+def _drop_leading_labels(lines: list[str]) -> list[str]:
+    """Drop section labels and breadcrumbs above the headline; stop at the first line that is neither."""
+    for k, line in enumerate(lines):
+        if line and not _is_label(line):
+            return lines[k:]
+    return []
+
+
+def _is_label(line: str) -> bool:
+    if _SECTION_LABEL.fullmatch(line):
+        return True
+    parts = [part.strip() for part in re.split(r"[/>»›|]", line)]
+    return len(parts) > 1 and all(_SECTION_LABEL.fullmatch(part) for part in parts if part)
+
+
+def _drop_read_also_tail(lines: list[str]) -> list[str]:
+    """Cut closing "read also" blocks: a heading followed only by a few short headline-like lines."""
+    while True:
+        end = len(lines)
+        while end and not lines[end - 1]:
+            end -= 1
+        cut = _read_also_start(lines[:end])
+        if cut is None:
+            return lines[:end]
+        lines = lines[:cut]
+
+
+def _read_also_start(lines: list[str]) -> int | None:
+    for k in range(len(lines) - 1, -1, -1):
+        if lines[k] and _READ_ALSO.fullmatch(lines[k]):
+            tail = [line for line in lines[k + 1 :] if line]
+            if len(tail) <= _READ_ALSO_MAX_LINKS and all(_is_link_title(line) for line in tail):
+                return k
+            return None
+    return None
+
+
+def _is_link_title(line: str) -> bool:
+    return len(line) <= _LINK_TITLE_MAX and not re.search(r"[.!?…]\s+\S", line)
+
+
+def _drop_repeated_lines(lines: list[str]) -> list[str]:
+    """Drop a line that repeats the previous non-blank line (a headline printed twice by the page)."""
+    out: list[str] = []
+    previous = None
+    for line in lines:
+        if line and line == previous:
+            while out and not out[-1]:
+                out.pop()
+            continue
+        out.append(line)
+        if line:
+            previous = line
+    return out
+
+
+# Title ------------------------------------------------------------------------------------------------------
+
+
+def find_title(text: str, fallback: str) -> str:
+    """The headline: the first line with words, without a leading date marker or a closing full stop."""
+    for line in text.split("\n"):
+        line = _DATE_MARKER.sub("", line).strip().lstrip("#").strip()
+        if not any(c.isalpha() for c in line) or _is_date_line(line):
+            continue
+        if line.endswith(".") and not line.endswith(".."):
+            line = line[:-1].rstrip()
+        return line
+    return fallback
+
+
+def _is_date_line(line: str) -> bool:
+    """A dateline such as "26 September 2023, 14:05" is not a headline."""
+    for pattern, _ in _DATE_PATTERNS:
+        line = pattern.sub(" ", line)
+    line = re.sub(r"\b\d{1,2}:\d{2}\b", " ", line)
+    return sum(c.isalpha() for c in line) < 3
+
+
+# Dates ------------------------------------------------------------------------------------------------------
+
+_MONTHS = {
+    # English (spelled out here: the calendar module follows the process locale)
+    **dict.fromkeys(("january", "jan"), 1),
+    **dict.fromkeys(("february", "feb"), 2),
+    **dict.fromkeys(("march", "mar"), 3),
+    **dict.fromkeys(("april", "apr"), 4),
+    "may": 5,
+    **dict.fromkeys(("june", "jun"), 6),
+    **dict.fromkeys(("july", "jul"), 7),
+    **dict.fromkeys(("august", "aug"), 8),
+    **dict.fromkeys(("september", "sep", "sept"), 9),
+    **dict.fromkeys(("october", "oct"), 10),
+    **dict.fromkeys(("november", "nov"), 11),
+    **dict.fromkeys(("december", "dec"), 12),
+    # Russian, nominative, genitive and short forms
+    **dict.fromkeys(("январь", "января", "янв"), 1),
+    **dict.fromkeys(("февраль", "февраля", "фев", "февр"), 2),
+    **dict.fromkeys(("март", "марта", "мар"), 3),
+    **dict.fromkeys(("апрель", "апреля", "апр"), 4),
+    **dict.fromkeys(("май", "мая"), 5),
+    **dict.fromkeys(("июнь", "июня", "июн"), 6),
+    **dict.fromkeys(("июль", "июля", "июл"), 7),
+    **dict.fromkeys(("август", "августа", "авг"), 8),
+    **dict.fromkeys(("сентябрь", "сентября", "сен", "сент"), 9),
+    **dict.fromkeys(("октябрь", "октября", "окт"), 10),
+    **dict.fromkeys(("ноябрь", "ноября", "нояб", "ноя"), 11),
+    **dict.fromkeys(("декабрь", "декабря", "дек"), 12),
+    # Azerbaijani
+    "yanvar": 1,
+    "fevral": 2,
+    "mart": 3,
+    "aprel": 4,
+    "iyun": 6,
+    "iyul": 7,
+    "avqust": 8,
+    "sentyabr": 9,
+    "oktyabr": 10,
+    "noyabr": 11,
+    "dekabr": 12,
+}
+_MONTH = "|".join(sorted(map(re.escape, _MONTHS), key=len, reverse=True))
+# Azerbaijani case endings on a month name ("sentyabrın", "iyunun") and on a day ("14-də", "26-sı").
+_AZ_CASE = r"(?:-?[ıiuü]n|-?n[ıiuü]n)?"
+_AZ_DAY_END = r"(?:-?(?:[dt][aə]|[ıiuü]|s[ıiuü]|c[ıiuü]|[ıiuü]nc[ıiuü]))?"
+_DATE_PATTERNS = [
+    (re.compile(r"\b(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})\b"), "ymd"),
+    (re.compile(r"\b(?P<d>\d{1,2})[./](?P<m>\d{1,2})[./](?P<y>\d{4})\b"), "ymd"),
+    # 26 September 2023, 24 сентября 2021 г., 26 sentyabr 2023-cü il
+    (re.compile(rf"\b(?P<d>\d{{1,2}})\s+(?P<mon>{_MONTH})\.?,?\s+(?P<y>\d{{4}})\b", re.IGNORECASE), "ymd"),
+    # September 26, 2023
+    (re.compile(rf"\b(?P<mon>{_MONTH})\.?\s+(?P<d>\d{{1,2}}),?\s+(?P<y>\d{{4}})\b", re.IGNORECASE), "ymd"),
+    # 2023-cü il 26 sentyabr, 2023-cü ilin sentyabrın 26-da
+    (
+        re.compile(
+            rf"\b(?P<y>\d{{4}})(?:-?c[iıuü])?\s+il(?:in|də)?\s+(?:(?P<d1>\d{{1,2}})\s+(?P<mon1>{_MONTH})"
+            rf"|(?P<mon2>{_MONTH}){_AZ_CASE}\s+(?P<d2>\d{{1,2}}){_AZ_DAY_END})\b",
+            re.IGNORECASE,
+        ),
+        "az",
+    ),
+    # June 2023, июнь 2023, iyun 2023
+    (re.compile(rf"\b(?P<mon>{_MONTH})\.?,?\s+(?P<y>\d{{4}})\b", re.IGNORECASE), "ym"),
+]
+# A date deep inside a sentence usually names an event the article refers to, not when it was written, so
+# only the places where news carries its own date are searched: short lines and the start of the first lines.
+_LEAD_LINES = 5
+_DATELINE_CHARS = 100
+_SHORT_LINE = 80
+
+
+def find_date(text: str) -> str | None:
+    """The document's own date as ISO text, as precise as stated ("2023-06", "2021-09-24"), or None.
+
+    A `date YYYY-MM(-DD)` marker wins; otherwise a full date (with a year: none is ever guessed) in the lead.
+    """
+    for line in text.split("\n")[:_LEAD_LINES]:
+        marker = _DATE_MARKER.match(line)
+        if marker:
+            return _iso(marker.group(1))
+    lines = [line for line in text.split("\n") if line.strip()]
+    for k, line in enumerate(lines):
+        if len(line) <= _SHORT_LINE:
+            region = line
+        elif k < _LEAD_LINES:
+            region = line[:_DATELINE_CHARS]
+        else:
+            continue
+        found = _parse_date(region)
+        if found:
+            return found
+    return None
+
+
+def _parse_date(text: str) -> str | None:
+    candidates = []
+    for pattern, kind in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            iso = _from_match(m, kind)
+            if iso:
+                candidates.append((m.start(), -len(iso), iso))
+    return min(candidates)[2] if candidates else None
+
+
+def _from_match(m: re.Match, kind: str) -> str | None:
+    groups = m.groupdict()
+    year = int(groups["y"])
+    if kind == "az":
+        month = _MONTHS[(groups["mon1"] or groups["mon2"]).lower()]
+        day = int(groups["d1"] or groups["d2"])
+    else:
+        month = int(groups["m"]) if groups.get("m") else _MONTHS[groups["mon"].lower()]
+        day = int(groups["d"]) if groups.get("d") else None
+    if not 1900 <= year <= 2100:
+        return None
+    try:
+        dt.date(year, month, day or 1)
+    except ValueError:
+        return None
+    return f"{year:04d}-{month:02d}" + (f"-{day:02d}" if day else "")
+
+
+def _iso(value: str) -> str | None:
+    """A date string cut to ISO form at its own precision, or None when it is not one."""
+    m = re.match(r"(\d{4})-(\d{2})(?:-(\d{2}))?", value.strip())
+    if not m:
+        return None
+    year, month, day = int(m.group(1)), int(m.group(2)), m.group(3)
+    try:
+        dt.date(year, month, int(day) if day else 1)
+    except ValueError:
+        return None
+    return m.group(0)

@@ -1,0 +1,230 @@
+"""The index on disk: immutable generations switched atomically.
+
+    index/
+      CURRENT              name of the generation in use (replaced with os.replace, so it is never half-written)
+      gen-<time>/          one complete index:
+        manifest.json      what built it (model fingerprint, chunking, tokeniser), every file's hash and stat
+        documents.jsonl    one cleaned document per line (passages are spans of these texts)
+        passages.npy       rows of (document number, start, end)
+        dense.faiss        vectors, one per passage row
+        lexical/           BM25 over the same rows
+
+A build writes a new generation in a temporary folder, fsyncs it, renames it into place and only then points
+CURRENT at it. A build killed at any moment therefore leaves CURRENT naming the previous, complete generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexLoadError, RagError
+from .lexical import LexicalIndex
+from .types import Document
+from .vectorstore import VectorIndex
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+REBUILD_HINT = "Rebuild it with `python -m rag index --rebuild`."
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the manifest remembers of each indexed file, to tell what changed without reading it again."""
+
+    doc_id: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    passages: int
+
+
+@dataclass
+class IndexData:
+    """One loaded generation. Passage row i is (passage_doc[i], passage_start[i], passage_end[i])."""
+
+    folder: Path
+    manifest: dict
+    documents: list[Document]
+    passage_doc: np.ndarray
+    passage_start: np.ndarray
+    passage_end: np.ndarray
+    vectors: VectorIndex
+    lexical: LexicalIndex
+
+    @property
+    def size(self) -> int:
+        return len(self.passage_doc)
+
+    def passage_text(self, row: int) -> str:
+        doc = self.documents[int(self.passage_doc[row])]
+        return doc.text[int(self.passage_start[row]) : int(self.passage_end[row])]
+
+    def files(self) -> dict[str, FileState]:
+        return {src: FileState(**state) for src, state in self.manifest["files"].items()}
+
+
+def read_manifest(index_dir: Path) -> dict | None:
+    """The manifest of the generation in use, or None when there is no index yet. Cheap: no vectors loaded."""
+    folder = current_generation(index_dir)
+    if folder is None:
+        return None
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"The index manifest in {folder} is unreadable ({exc}). {REBUILD_HINT}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION or "files" not in manifest:
+        raise IndexLoadError(f"The index in {folder} has an unknown or damaged manifest. {REBUILD_HINT}")
+    _check_sizes(folder, manifest)
+    return manifest
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    pointer = index_dir / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexLoadError(f"Cannot read {pointer} ({exc}). {REBUILD_HINT}") from exc
+    folder = index_dir / name
+    if not name.startswith("gen-") or "/" in name or not folder.is_dir():
+        raise IndexLoadError(f"{pointer} names a missing index generation {name!r}. {REBUILD_HINT}")
+    return folder
+
+
+def load(index_dir: Path) -> IndexData | None:
+    """Load the generation in use; None when nothing was built yet; IndexLoadError when it is damaged."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        return None
+    folder = current_generation(index_dir)
+    assert folder is not None
+    try:
+        documents = [Document(**json.loads(line)) for line in _lines(folder / "documents.jsonl")]
+        table = np.load(folder / "passages.npy", allow_pickle=False)
+        vectors = VectorIndex.load(folder / "dense.faiss")
+        lexical = LexicalIndex.load(folder / "lexical", len(table))
+    except IndexLoadError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise IndexLoadError(f"The index in {folder} is damaged ({type(exc).__name__}: {exc}). {REBUILD_HINT}") from exc
+    if table.ndim != 2 or table.shape[1] != 3 or vectors.size != len(table) or lexical.size != len(table):
+        raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
+    if len(documents) != len(manifest["files"]) or (len(table) and table[:, 0].max() >= len(documents)):
+        raise IndexLoadError(f"The index in {folder} is inconsistent (document counts differ). {REBUILD_HINT}")
+    return IndexData(
+        folder=folder,
+        manifest=manifest,
+        documents=documents,
+        passage_doc=table[:, 0].astype(np.int64),
+        passage_start=table[:, 1].astype(np.int64),
+        passage_end=table[:, 2].astype(np.int64),
+        vectors=vectors,
+        lexical=lexical,
+    )
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line
+
+
+def _check_sizes(folder: Path, manifest: dict) -> None:
+    # A truncated or swapped file is caught here, before FAISS or numpy try to parse it.
+    for name, size in manifest.get("sizes", {}).items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            raise IndexLoadError(f"The index file {path} is missing or truncated. {REBUILD_HINT}")
+
+
+def write_generation(
+    index_dir: Path,
+    manifest: dict,
+    documents: list[Document],
+    table: np.ndarray,
+    vectors: VectorIndex,
+    lexical: LexicalIndex,
+    keep: int = 2,
+) -> Path:
+    """Write a complete generation and switch CURRENT to it atomically; returns the new folder."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    name = f"gen-{time.time_ns()}"
+    tmp = index_dir / f".tmp-{name}"
+    tmp.mkdir()
+    try:
+        with (tmp / "documents.jsonl").open("w", encoding="utf-8") as fh:
+            for doc in documents:
+                fh.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
+        np.save(tmp / "passages.npy", np.asarray(table, dtype=np.int64).reshape(-1, 3), allow_pickle=False)
+        vectors.save(tmp / "dense.faiss")
+        lexical.save(tmp / "lexical")
+        sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        full = dict(manifest, format=FORMAT_VERSION, sizes=sizes)
+        (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                _fsync(path)
+        final = index_dir / name
+        os.rename(tmp, final)
+        _fsync_dir(index_dir)
+        pointer_tmp = index_dir / f".{CURRENT}.tmp"
+        pointer_tmp.write_text(name + "\n", encoding="utf-8")
+        _fsync(pointer_tmp)
+        os.replace(pointer_tmp, index_dir / CURRENT)
+        _fsync_dir(index_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RagError(
+            f"Could not write the index to {index_dir} ({exc.strerror or exc}). "
+            "The previous index is untouched; free some disk space or fix permissions and run the build again."
+        ) from exc
+    prune(index_dir, keep=keep)
+    return final
+
+
+def prune(index_dir: Path, keep: int = 2) -> None:
+    """Remove leftovers of interrupted builds and generations beyond the newest `keep`, never the current one."""
+    current = current_generation(index_dir)
+    for leftover in index_dir.glob(".tmp-gen-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    generations = sorted((p for p in index_dir.glob("gen-*") if p.is_dir()), key=lambda p: p.name)
+    for old in generations[: max(len(generations) - max(keep, 1), 0)]:
+        if current is None or old.resolve() != current.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """One build at a time per index folder; a second one waits rather than interleaving generations."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _fsync(path)

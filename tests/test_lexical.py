@@ -1,0 +1,56 @@
+from rag.lexical import LexicalIndex, tokenize
+
+
+def test_azerbaijani_lowercasing_maps_dotted_and_dotless_i():
+    assert tokenize("İLHAM") == tokenize("ilham") == ["ilham"]
+    # "I" is the capital of dotless "ı" in Azerbaijani; both fold to the same term as plain "i".
+    assert tokenize("IŞIQ") == tokenize("ışıq") == tokenize("isiq")
+
+
+def test_letters_fold_so_people_typing_without_diacritics_match():
+    assert tokenize("Xələfov") == tokenize("Xelefov")
+    assert tokenize("Özbəkistan") == tokenize("Ozbekistan")
+
+
+def test_names_meet_across_scripts():
+    assert tokenize("Байрамов") == tokenize("Bayramov")
+    assert tokenize("Блинкен") == tokenize("Blinken")
+
+
+def test_suffixed_word_forms_share_a_term():
+    assert tokenize("Özbəkistanla")[0] == tokenize("Özbəkistanın")[0]
+    assert tokenize("консультациях")[0] == tokenize("консультации")[0]
+    assert tokenize("territorial")[0] == tokenize("territory")[0]
+
+
+def test_numbers_are_kept_whole_and_stopwords_dropped():
+    assert tokenize("the 2023 and 14") == ["2023", "14"]
+    assert tokenize("и в və") == []
+
+
+def test_bm25_ranks_the_passage_with_the_rare_terms_first():
+    index = LexicalIndex.build(
+        [
+            "Azərbaycan və Özbəkistan arasında siyasi məsləhətləşmələr keçirilib.",
+            "Blinken Əliyevə zəng edib.",
+            "Байрамов встретился с Казакбаевым.",
+        ]
+    )
+    scores = index.scores("Казакбаев Bayramov")
+    assert scores.argmax() == 2
+    assert index.scores("zzzz unknown").sum() == 0
+
+
+def test_empty_index_scores_nothing(tmp_path):
+    index = LexicalIndex.build([])
+    assert index.scores("anything").size == 0
+    index.save(tmp_path / "lex")
+    assert LexicalIndex.load(tmp_path / "lex", 0).size == 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    texts = ["Baku news today", "Tashkent statement", "Bishkek meeting"]
+    index = LexicalIndex.build(texts)
+    index.save(tmp_path / "lex")
+    loaded = LexicalIndex.load(tmp_path / "lex", len(texts))
+    assert (loaded.scores("Tashkent") == index.scores("Tashkent")).all()

@@ -1,0 +1,78 @@
+"""Retrieval with the real converted multilingual-e5-small model over the seeds (integration)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.conftest import EVAL, SEEDS
+
+pytestmark = pytest.mark.model
+
+DEV = [json.loads(line) for line in (EVAL / "seeds_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def seeds_assistant(real_assistant_factory):
+    assistant = real_assistant_factory(SEEDS)
+    assistant.build_index()
+    return assistant
+
+
+@pytest.mark.parametrize("item", [q for q in DEV if q["gold"]], ids=lambda q: q["id"])
+def test_every_answerable_dev_question_finds_its_gold_article_first(seeds_assistant, item):
+    hits = seeds_assistant.search(item["q"], k=5)
+    assert hits[0].source in item["gold"], [(h.source, round(h.score, 4)) for h in hits]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What did Uzbekistan say about territorial integrity?",
+        "Что Узбекистан сказал о территориальной целостности Азербайджана?",
+        "Who led the Uzbek delegation at the political consultations?",
+    ],
+)
+def test_english_and_russian_questions_find_the_azerbaijani_answer(seeds_assistant, question):
+    hit = seeds_assistant.search(question, k=3)[0]
+    assert hit.source == "004_6ae4727e16493b4e.txt" and hit.lang == "az"
+
+
+def test_an_azerbaijani_question_finds_the_russian_article(seeds_assistant):
+    hit = seeds_assistant.search("Bayramov Qırğızıstanın xarici işlər naziri ilə görüşüb?", k=3)[0]
+    assert hit.source == "003_85deb69a06af6b7d.txt"
+
+
+def test_search_api_and_repeated_calls_reuse_one_model(seeds_assistant):
+    first = seeds_assistant.search("Blinken", k=3)
+    assert first == seeds_assistant.search("Blinken", k=3)
+    assert seeds_assistant.embedder is seeds_assistant.embedder
+
+
+def test_no_network_while_indexing_and_searching(real_assistant_factory, tmp_path, monkeypatch):
+    """Fails if anything opens a socket to a non-loopback address."""
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family == socket.AF_UNIX or str(host) in ("127.0.0.1", "::1", "localhost"):
+            return real_connect(self, address)
+        attempts.append(address)
+        raise OSError(f"network access attempted: {address}")
+
+    def guarded_create_connection(address, *args, **kwargs):
+        if address[0] not in ("127.0.0.1", "::1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"network access attempted: {address}")
+        return real_create_connection(address, *args, **kwargs)
+
+    real_create_connection = socket.create_connection
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "create_connection", guarded_create_connection)
+    assistant = real_assistant_factory(SEEDS, tmp_path / "index")
+    assistant.build_index()
+    assert assistant.search("Blinken Əliyev", k=2)
+    assert attempts == []
