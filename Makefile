@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
-TORCH  := $(shell grep -E '^torch==' requirements.txt)
+PIP    := $(BIN)/pip install -q -c constraints.txt
 # llama-cpp-python compiles from source (about 5 minutes on 2 cores); pip caches the wheel afterwards.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -25,16 +25,16 @@ setup-dev: setup $(VENV)/.dev-installed
 
 # torch first and alone: its CPU build lies on local disk, and any later package that asks for "torch" then
 # finds it satisfied instead of pulling a multi-GB CUDA build.
-$(VENV)/.runtime-installed: requirements.txt pyproject.toml
+$(VENV)/.runtime-installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q pip==25.3
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -r requirements.txt
+	$(PIP) pip
+	$(PIP) torch
+	$(PIP) -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 models: setup
@@ -55,7 +55,7 @@ format: setup-dev
 	$(BIN)/ruff check --fix .
 
 bench: setup-dev
-	$(BIN)/pip install -q -r requirements-bench.txt
+	$(PIP) -r requirements-bench.txt
 	$(PY) bench/retrieval.py
 
 clean:

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import indexer, retrieval, store
 from .config import Config, load_config
 from .errors import IndexLoadError, IndexMismatchError
+from .language import detect_language
 from .retrieval import Filters
 from .types import BuildSummary, Hit
 
@@ -95,7 +96,9 @@ class Assistant:
         data = self.index()
         vector = self.embedder.encode_queries([query])[0]
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
-        return retrieval.search(data, vector, query, k, self.config.retrieval, filters)
+        return retrieval.search(
+            data, vector, query, k, self.config.retrieval, filters, query_lang=detect_language(query)
+        )
 
     def stats(self) -> dict:
         """What the index holds: documents, passages, languages, size on disk, model, when it was built."""

@@ -18,29 +18,30 @@ from .language import detect_language
 from .readers import extract_raw, read_bytes
 from .types import Document
 
-# Lines of page furniture, matched against a whole stripped line. Kept short and specific: a pattern that also
-# matches a sentence of an article would delete content.
+# Lines of page furniture, matched against a whole stripped line that starts with a capital letter or a sign:
+# a line starting in lower case continues a hard-wrapped sentence ("share.", "subscribe to the offer"). Each
+# pattern is specific, since one that also matches a sentence of an article would delete content.
+_SOCIAL = r"(Facebook|Twitter|X|Telegram|WhatsApp|VK|VKontakte|ВКонтакте|Одноклассники|OK|LinkedIn|E-?mail|Email|Print)"
 _BOILERPLATE = [
-    re.compile(p, re.IGNORECASE)
+    re.compile(p)
     for p in (
         # subscription prompts
-        r"(подписывайтесь|подпишитесь|подписаться)\b.{0,80}",
-        r"(subscribe|follow us|sign up for our|join us on)\b.{0,80}",
-        r"(bizi|bizə)\b.{0,60}\b(izləyin|abunə olun)\W*",
-        r".{0,60}\b(abunə olun|kanalımıza qoşulun)\W*",
-        # share buttons
-        r"(share|share this|поделиться|paylaş|paylaşın)(\s+(on|в|via)\b.{0,40})?\W*",
-        r"((facebook|twitter|telegram|whatsapp|vk|vkontakte|ok|linkedin|x|e-?mail|print)\W*){2,}",
+        r"(Подписывайтесь|Подпишитесь|Подписаться) .{0,80}",
+        r"(Subscribe|Follow us|Sign up|Join us)\b.{0,80}",
+        r"(Bizi|Bizə)\b.{0,60}\b(izləyin|abunə olun)\W*",
+        r".{0,60}\b([Aa]bunə olun|kanalımıza qoşulun)\W*",
+        # share buttons and rows of social network names
+        rf"(Share|SHARE|Поделиться|Paylaş|Paylaşın)(( this( article| story)?)|( on| в| via) {_SOCIAL})?\s*:?",
+        rf"({_SOCIAL}[\s|,/·•]*){{2,}}",
         # "read also" links, as a single line
-        r"(читайте также|смотрите также|см\. также|read also|read more|see also|also read|related)"
-        r"\s*:.{0,200}",
-        r"(oxşar xəbərlər|həmçinin oxuyun|həmçinin bax|bu mövzuda|digər xəbərlər)\s*:.{0,200}",
+        r"(Читайте также|Смотрите также|См\. также|Read also|Read more|See also|Also read|Related)\s*:.{0,200}",
+        r"(Oxşar xəbərlər|Həmçinin oxuyun|Həmçinin bax|Digər xəbərlər)\s*:.{0,200}",
         # cookie notices and site footers
-        r"(?=.*\b(cookies?|kuki\w*|çərəz\w*)\b)(?=.*\b(accept\w*|consent|privacy|policy|website|this site|"
+        r"(?i)(?=.*\b(cookies?|kuki\w*|çərəz\w*)\b)(?=.*\b(accept\w*|consent|privacy|policy|website|this site|"
         r"browsing|сайт\w*|sayt\w*)\b).{0,300}",
-        r"(©|\(c\)|copyright\s*(©|\(c\))?\s*\d{4}).{0,150}",
-        r".{0,100}(all rights reserved|все права защищены|bütün hüquqlar qorunur)\W*.{0,100}",
-        r"(advertisement|реклама|reklam)\W*",
+        r"(?i)(©|(\(c\)|copyright)\s*©?\s*\d{4}).{0,150}",
+        r"(?i).{0,100}(all rights reserved|все права защищены|bütün hüquqlar qorunur)\W*.{0,100}",
+        r"(?i)(advertisement|реклама|reklam)\W*",
     )
 ]
 # A heading that opens a list of links to other articles: when only short headline lines follow it to the end
@@ -107,7 +108,7 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
         doc_id=doc_id_for(source),
         source=source,
         title=find_title(text, fallback=raw.title or path.stem),
-        date=raw.date and _iso(raw.date) or find_date(text),
+        date=(_iso(raw.date) if raw.date else None) or find_date(text),
         lang=detect_language(text),
         text=text,
         content_hash=hashlib.sha256(data).hexdigest(),
@@ -141,7 +142,7 @@ def clean_text(text: str) -> str:
 
 
 def _is_boilerplate(line: str) -> bool:
-    return bool(line) and any(p.fullmatch(line) for p in _BOILERPLATE)
+    return bool(line) and not line[0].islower() and any(p.fullmatch(line) for p in _BOILERPLATE)
 
 
 def _drop_leading_labels(lines: list[str]) -> list[str]:
@@ -173,7 +174,7 @@ def _drop_read_also_tail(lines: list[str]) -> list[str]:
 
 def _read_also_start(lines: list[str]) -> int | None:
     for k in range(len(lines) - 1, -1, -1):
-        if lines[k] and _READ_ALSO.fullmatch(lines[k]):
+        if lines[k] and not lines[k][0].islower() and _READ_ALSO.fullmatch(lines[k]):
             tail = [line for line in lines[k + 1 :] if line]
             if len(tail) <= _READ_ALSO_MAX_LINKS and all(_is_link_title(line) for line in tail):
                 return k
@@ -217,10 +218,13 @@ def find_title(text: str, fallback: str) -> str:
 
 def _is_date_line(line: str) -> bool:
     """A dateline such as "26 September 2023, 14:05" is not a headline."""
+    return _words_without_dates(line) == 0
+
+
+def _words_without_dates(line: str) -> int:
     for pattern, _ in _DATE_PATTERNS:
         line = pattern.sub(" ", line)
-    line = re.sub(r"\b\d{1,2}:\d{2}\b", " ", line)
-    return sum(c.isalpha() for c in line) < 3
+    return len(re.findall(r"[^\W\d_]{2,}", line))
 
 
 # Dates ------------------------------------------------------------------------------------------------------
@@ -288,44 +292,72 @@ _DATE_PATTERNS = [
     # June 2023, июнь 2023, iyun 2023
     (re.compile(rf"\b(?P<mon>{_MONTH})\.?,?\s+(?P<y>\d{{4}})\b", re.IGNORECASE), "ym"),
 ]
-# A date deep inside a sentence usually names an event the article refers to, not when it was written, so
-# only the places where news carries its own date are searched: short lines and the start of the first lines.
+# A date inside the body usually names an event the article refers to, not when it was written, so only the
+# places where news carries its own date are read: a dateline at the start of one of the first lines ("BAKU,
+# 25 September 2021 -", "Published 14 June 2023") and a short byline among the last lines.
 _LEAD_LINES = 5
-_DATELINE_CHARS = 100
-_SHORT_LINE = 80
+_TAIL_LINES = 3
+_DATELINE_START = 40  # characters before the date, at most
+_DATELINE_WORDS = 3  # words before the date, at most ("BAKU,", "Published on")
+_BYLINE_CHARS = 80
+_BYLINE_WORDS = 4  # words other than the date in a closing byline
+# What may follow the year of a date in the same sentence: "2021 г.", "2021 года", "2023-cü il".
+_YEAR_WORD = re.compile(r"^\s*(гг?\.|года?\b\.?|-?c[iıuü] il\w*\.?)")
 
 
 def find_date(text: str) -> str | None:
     """The document's own date as ISO text, as precise as stated ("2023-06", "2021-09-24"), or None.
 
-    A `date YYYY-MM(-DD)` marker wins; otherwise a full date (with a year: none is ever guessed) in the lead.
+    A `date YYYY-MM(-DD)` marker wins; otherwise a full date (with a year: none is ever guessed) in a dateline.
     """
     for line in text.split("\n")[:_LEAD_LINES]:
         marker = _DATE_MARKER.match(line)
         if marker:
             return _iso(marker.group(1))
     lines = [line for line in text.split("\n") if line.strip()]
-    for k, line in enumerate(lines):
-        if len(line) <= _SHORT_LINE:
-            region = line
-        elif k < _LEAD_LINES:
-            region = line[:_DATELINE_CHARS]
-        else:
-            continue
-        found = _parse_date(region)
+    for line in lines[:_LEAD_LINES]:
+        found = _dateline_date(line)
         if found:
+            return found
+    for line in lines[_LEAD_LINES:][-_TAIL_LINES:]:
+        found = _dateline_date(line)
+        short = len(line) <= _BYLINE_CHARS and not line.endswith(".")
+        if found and short and _words_without_dates(line) <= _BYLINE_WORDS:
             return found
     return None
 
 
-def _parse_date(text: str) -> str | None:
+def _dateline_date(line: str) -> str | None:
+    """The first date of a line when the line opens with it, as a dateline does.
+
+    A line starting in lower case continues a wrapped sentence, and a date followed by a lower-case word
+    ("March 31 1988 when...") is part of one.
+    """
+    if line[0].islower():
+        return None
+    first = _first_date(line)
+    if first is None:
+        return None
+    start, end, iso = first
+    if start > _DATELINE_START or len(re.findall(r"\w+", line[:start])) > _DATELINE_WORDS:
+        return None
+    after = _YEAR_WORD.sub("", line[end:], count=1).lstrip()
+    # A dateline goes on with a dash, a comma or the text; a full stop right after the date ends a sentence.
+    return None if after and (after[0].islower() or after[0] == ".") else iso
+
+
+def _first_date(text: str) -> tuple[int, int, str] | None:
+    """Span and ISO form of the earliest date in `text`, the more precise one when two start together."""
     candidates = []
     for pattern, kind in _DATE_PATTERNS:
         for m in pattern.finditer(text):
             iso = _from_match(m, kind)
             if iso:
-                candidates.append((m.start(), -len(iso), iso))
-    return min(candidates)[2] if candidates else None
+                candidates.append((m.start(), -len(iso), m.end(), iso))
+    if not candidates:
+        return None
+    start, _, end, iso = min(candidates)
+    return start, end, iso
 
 
 def _from_match(m: re.Match, kind: str) -> str | None:

@@ -175,13 +175,29 @@ def build(
             "files": {doc.source: vars(file_states[doc.source]) for doc in documents},
         }
         store.write_generation(
-            index_dir, manifest, documents, table, vector_index, lexical, keep=cfg.index.keep_generations
+            index_dir,
+            manifest,
+            documents,
+            table,
+            vector_index,
+            lexical,
+            language_centroids(documents, table, vectors),
+            keep=cfg.index.keep_generations,
         )
     summary.documents = len(documents)
     summary.passages = int(len(table))
     summary.unchanged = len(keep)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def language_centroids(documents: list[Document], table: np.ndarray, vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean passage vector per language. Multilingual embeddings score same-language pairs higher whatever they
+    say; subtracting each language's mean at search time removes most of that bias (see retrieval.py)."""
+    if not len(table):
+        return {}
+    row_langs = np.array([documents[d].lang for d in table[:, 0]], dtype=object)
+    return {lang: vectors[row_langs == lang].mean(axis=0) for lang in sorted(set(row_langs))}
 
 
 def _plan(

@@ -43,9 +43,10 @@ _TR_WORDS = _words(
     "ve ile için değil nasıl nerede neden niçin şimdi çok gibi olarak bir şey hangi kimin yapılan türkiye "
     "ancak ama fakat ise"
 )
-# Verb endings of Azerbaijani past tense (-ib, -ıb, -ub, -üb) and of the Turkish present (-yor).
+# Endings that mark a word with Turkic letters as Azerbaijani (past tense -ib/-ıb/-ub/-üb, infinitive
+# -maq/-mək, -dır, locative -da/-də) or as Turkish (present tense -yor, which Azerbaijani does not have).
 _AZ_SUFFIX = re.compile(r"(?:[ıiuü]b|[dt][ıi]r|[ıiuü]r|maq|mək|da|də)$")
-_TR_SUFFIX = re.compile(r"(?:[ıiuü]yor(?:lar|um|sun|uz)?|mış|miş|muş|müş)$")
+_TR_SUFFIX = re.compile(r"[ıiuü]yor(?:lar|um|sun|uz)?$")
 _Q_WITHOUT_U = re.compile(r"q(?!u)")
 _AZ_ONLY_LETTERS = "əƏ"
 _UK_LETTERS = set("іїєґ")

@@ -20,7 +20,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-TOKENIZER_VERSION = "prefix6-translit-v1"  # stored in the index manifest: changing tokenisation forces a rebuild
+TOKENIZER_VERSION = "prefix6-translit-names-v1"  # stored in the index manifest: changing tokenisation forces a rebuild
 PREFIX_LENGTH = 6
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -62,18 +62,42 @@ def _normalise(word: str) -> str:
 STOPWORDS = frozenset(_normalise(w) for w in _STOPWORDS_RAW.split())
 
 
+# Names cross scripts with different vowels and spellings: Özbəkistan / Uzbekistan / Узбекистан,
+# Xələfov / Khalafov / Халафов, Ceyhun / Jeyhun / Джейхун. Their consonant skeleton mostly survives, so every
+# capitalised word also yields a "name key": the first consonants after folding sounds that the three
+# alphabets write differently into one letter. It is prefixed with "~" so it never collides with a word.
+_NAME_SOUNDS = (("dzh", "j"), ("zh", "j"), ("kh", "h"), ("sch", "s"), ("sh", "s"), ("ch", "c"), ("ts", "s"))
+_NAME_LETTERS = str.maketrans({"x": "h", "q": "k", "c": "j", "w": "v", "z": "z", "g": "g", "d": "t", "b": "p"})
+_VOWELS = set("aeiouy")
+NAME_KEY_LENGTH = 4
+
+
+def name_key(folded: str) -> str | None:
+    """Consonant skeleton of a folded, transliterated name ("ozbekistan" -> "~zpks"), or None if too short."""
+    for sounds, letter in _NAME_SOUNDS:
+        folded = folded.replace(sounds, letter)
+    consonants = [ch for ch in folded.translate(_NAME_LETTERS) if ch.isalpha() and ch not in _VOWELS]
+    deduped = [ch for i, ch in enumerate(consonants) if i == 0 or ch != consonants[i - 1]]
+    return "~" + "".join(deduped[:NAME_KEY_LENGTH]) if len(deduped) >= 2 else None
+
+
 def tokenize(text: str) -> list[str]:
     """Text -> index terms: Azerbaijani-aware lowercase, folded, transliterated, truncated; stopwords dropped.
 
     >>> tokenize("Özbəkistanla İLHAM Байрамов 14-də")
-    ['ozbeki', 'ilham', 'bayram', '14']
+    ['ozbeki', '~zpks', 'ilham', '~lhm', 'bayram', '~prmv', '14']
     """
     terms = []
     for match in _WORD.finditer(text):
-        word = _normalise(match.group())
+        original = match.group()
+        word = _normalise(original)
         if not word or word in STOPWORDS or word == "_":
             continue
         terms.append(word if word.isdigit() else word[:PREFIX_LENGTH])
+        if original[0].isupper() and len(word) >= 4 and word.isalpha():
+            key = name_key(word)
+            if key:
+                terms.append(key)
     return terms
 
 

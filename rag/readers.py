@@ -37,6 +37,13 @@ _SNIFF = 64 * 1024
 _DOCX_MAX_MEMBERS = 10_000
 
 
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_BINARY = "looks like binary data, not text; remove it, or export it as UTF-8 text if it is a document."
+
+
 @dataclass(frozen=True)
 class RawText:
     """What a reader found in a file: its text, and a title and date when the format records them."""
@@ -107,7 +114,7 @@ def extract_raw(data: bytes, suffix: str, max_bytes: int) -> RawText:
     elif suffix == ".docx":
         raw = RawText(read_docx(data, max_bytes))
     else:
-        raise DocumentSkipped(f"unsupported file type '{suffix}'; supported types are {', '.join(SUPPORTED)}.")
+        raise DocumentSkipped(f"unsupported file type '{suffix}'; convert it to one of {', '.join(SUPPORTED)}.")
     if not raw.text.strip():
         raise DocumentSkipped("has no text (only whitespace); add text to it or remove it from the corpus folder.")
     return raw
@@ -135,9 +142,6 @@ def decode_text(data: bytes) -> str:
     except UnicodeDecodeError:
         pass
     return _check_text(_decode_legacy(data))
-
-
-_BINARY = "looks like binary data, not text; remove it, or export it as UTF-8 text if it is a document."
 
 
 def _bomless_utf16(data: bytes) -> str | None:
@@ -202,9 +206,10 @@ def _decode_html(data: bytes) -> str:
     if not any(data.startswith(bom) for bom, _ in _BOMS):
         declared = _META_CHARSET.search(data[:4096])
         if declared:
+            # A page may declare one encoding and be saved in another; then it is detected like plain text.
             try:
-                return data.decode(codecs.lookup(declared.group(1).decode("ascii")).name, errors="replace")
-            except LookupError:
+                return data.decode(codecs.lookup(declared.group(1).decode("ascii")).name)
+            except (LookupError, UnicodeDecodeError):
                 pass
     return decode_text(data)
 
@@ -233,48 +238,8 @@ def _trafilatura(markup: str) -> tuple[str, str | None, str | None]:
 
 
 class _TagStripper(HTMLParser):
-    _SKIP = frozenset(
-        [
-            "script",
-            "style",
-            "noscript",
-            "template",
-            "nav",
-            "header",
-            "footer",
-            "aside",
-            "form",
-            "svg",
-            "iframe",
-            "head",
-        ]
-    )
-    _BLOCK = frozenset(
-        [
-            "p",
-            "div",
-            "br",
-            "li",
-            "ul",
-            "ol",
-            "tr",
-            "table",
-            "h1",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "section",
-            "article",
-            "blockquote",
-            "pre",
-            "dd",
-            "dt",
-            "hr",
-            "main",
-        ]
-    )
+    _SKIP = _words("script style noscript template nav header footer aside form svg iframe head")
+    _BLOCK = _words("p div br li ul ol tr table h1 h2 h3 h4 h5 h6 section article blockquote pre dd dt hr main")
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

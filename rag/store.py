@@ -7,6 +7,7 @@
         documents.jsonl    one cleaned document per line (passages are spans of these texts)
         passages.npy       rows of (document number, start, end)
         dense.faiss        vectors, one per passage row
+        centroids.npy      mean passage vector of each language (for language-bias correction at search time)
         lexical/           BM25 over the same rows
 
 A build writes a new generation in a temporary folder, fsyncs it, renames it into place and only then points
@@ -60,6 +61,8 @@ class IndexData:
     passage_end: np.ndarray
     vectors: VectorIndex
     lexical: LexicalIndex
+    centroids: dict[str, np.ndarray]
+    rows_by_lang: dict[str, np.ndarray]
 
     @property
     def size(self) -> int:
@@ -114,6 +117,8 @@ def load(index_dir: Path) -> IndexData | None:
         table = np.load(folder / "passages.npy", allow_pickle=False)
         vectors = VectorIndex.load(folder / "dense.faiss")
         lexical = LexicalIndex.load(folder / "lexical", len(table))
+        centroid_table = np.load(folder / "centroids.npy", allow_pickle=False)
+        centroids = dict(zip(manifest["centroid_langs"], centroid_table, strict=True))
     except IndexLoadError:
         raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
@@ -122,15 +127,20 @@ def load(index_dir: Path) -> IndexData | None:
         raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
     if len(documents) != len(manifest["files"]) or (len(table) and table[:, 0].max() >= len(documents)):
         raise IndexLoadError(f"The index in {folder} is inconsistent (document counts differ). {REBUILD_HINT}")
+    passage_doc = table[:, 0].astype(np.int64)
+    doc_langs = np.array([doc.lang for doc in documents], dtype=object)
+    row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
     return IndexData(
         folder=folder,
         manifest=manifest,
         documents=documents,
-        passage_doc=table[:, 0].astype(np.int64),
+        passage_doc=passage_doc,
         passage_start=table[:, 1].astype(np.int64),
         passage_end=table[:, 2].astype(np.int64),
         vectors=vectors,
         lexical=lexical,
+        centroids=centroids,
+        rows_by_lang={lang: np.flatnonzero(row_langs == lang) for lang in centroids},
     )
 
 
@@ -156,6 +166,7 @@ def write_generation(
     table: np.ndarray,
     vectors: VectorIndex,
     lexical: LexicalIndex,
+    centroids: dict[str, np.ndarray],
     keep: int = 2,
 ) -> Path:
     """Write a complete generation and switch CURRENT to it atomically; returns the new folder."""
@@ -170,8 +181,11 @@ def write_generation(
         np.save(tmp / "passages.npy", np.asarray(table, dtype=np.int64).reshape(-1, 3), allow_pickle=False)
         vectors.save(tmp / "dense.faiss")
         lexical.save(tmp / "lexical")
+        langs = sorted(centroids)
+        centroid_table = np.stack([centroids[lang] for lang in langs]) if langs else np.zeros((0, vectors.dim))
+        np.save(tmp / "centroids.npy", centroid_table.astype(np.float32), allow_pickle=False)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-        full = dict(manifest, format=FORMAT_VERSION, sizes=sizes)
+        full = dict(manifest, format=FORMAT_VERSION, sizes=sizes, centroid_langs=langs)
         (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
         for path in tmp.rglob("*"):
             if path.is_file():

@@ -49,6 +49,12 @@ class VectorIndex:
         everything = self._index.reconstruct_n(0, self.size)
         return everything if rows is None else everything[rows]
 
+    def vectors_at(self, rows: list[int]) -> np.ndarray:
+        """A few stored vectors, by row."""
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._index.reconstruct(int(r)) for r in rows])
+
     def search(
         self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None, ef_search: int = 128
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ class FakeEmbedder:
     """Hashed bag of index terms: instant, deterministic, and similar texts get similar vectors."""
 
     fingerprint = "fake-embedder-v1"
-    dim = 64
+    dim = 512
 
     def __init__(self):
         self.calls = 0

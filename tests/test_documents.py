@@ -176,6 +176,41 @@ def test_read_also_heading_followed_by_article_text_keeps_the_text():
     assert text.endswith("Стороны договорились встретиться снова в ноябре.")
 
 
+def test_lines_of_hard_wrapped_prose_are_never_taken_for_furniture():
+    text = (
+        "Mobil Corp said it will pay a dividend of 50 cts a\n"
+        "share.\n"
+        "Holders who subscribe between January 1 and March 31 get one\n"
+        "share on a post-split basis.\n"
+        "related\n"
+        "costs were not disclosed.\n"
+        "(C) - Sales made on exporters' own account."
+    )
+    assert clean_text(text) == text
+
+
+def lost_lines(original: str) -> list[str]:
+    """Lines of `original` missing from its cleaned text (ignoring spacing and invisible characters)."""
+    kept = set(clean_text(original).split("\n"))
+    lines = (" ".join(line.replace("\u200b", "").split()) for line in original.split("\n"))
+    return [line for line in lines if line and line not in kept]
+
+
+def test_cleaning_keeps_every_line_of_real_news():
+    ntrex = EVAL / "ntrex_az_ru_en_docs.jsonl"
+    reuters = EVAL / "reuters21578_en_news.jsonl"
+    if not ntrex.exists() or not reuters.exists():
+        pytest.skip(f"evaluation data not found in {EVAL}")
+    for line in ntrex.open(encoding="utf-8"):
+        record = json.loads(line)
+        for lang in ("az", "ru", "en"):
+            assert lost_lines(record[lang]) == [], record["doc_id"]
+    with reuters.open(encoding="utf-8") as fh:
+        for _, line in zip(range(3000), fh, strict=False):
+            record = json.loads(line)
+            assert lost_lines(record.get("text") or "") == [], record["newid"]
+
+
 # Title and date ---------------------------------------------------------------------------------------------
 
 
@@ -207,6 +242,9 @@ def test_title_is_the_first_meaningful_line(text, title):
         ("Başlıq\n2023-cü ilin iyunun 14-də Bakıda görüş keçirilib.", "2023-06-14"),
         ("Başlıq\n14.06.2023\nMətn.", "2023-06-14"),
         ("Headline\nJune 2023\nText.", "2023-06"),
+        ("Headline\n" + "Body sentence.\n" * 8 + "Published 14 June 2023", "2023-06-14"),
+        # A short line in the middle of the body names an event.
+        ("Headline\n" + "Body.\n" * 6 + "Signed on 15 June 2019\n" + "Body.\n" * 6, None),
         # No year: never guessed.
         ("Заголовок\nБАКУ, 25 сен — Sputnik. Министр 24 сентября встретился с коллегой.", None),
         ("Başlıq\nBildirilib ki, iyunun 14-də görüş keçirilib.", None),
