@@ -75,12 +75,35 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    model: str = "quality"  # "quality", "fast", "test" (catalogue names) or a path to any .gguf file
+    server_url: str = ""  # an OpenAI-compatible server (llama.cpp server, vLLM, Ollama) instead of the local model
+    server_model: str = ""  # the model name to ask that server for
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the server's API key, if it needs one
+    context_tokens: int = 2048
+    threads: int = 0  # 0: all cores
+    max_tokens: int = 120  # answers are short; a long generation costs seconds on a laptop
+    temperature: float = 0.0
+    timeout_s: float = 120.0  # for the server
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    passages: int = 6  # passages retrieved for a question
+    evidence: int = 4  # evidence sentences given to the model
+    min_evidence_score: float = 0.0  # below this the documents are taken not to hold the answer (see rag eval)
+    min_support: float = 0.0  # an answer sentence less similar than this to its cited evidence is dropped
+
+
+@dataclass(frozen=True)
 class Config:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
     source: Path | None = None  # the config file this came from, if any
 
     def with_overrides(self, **sections: dict[str, Any]) -> Config:

@@ -105,3 +105,88 @@ class BuildSummary:
             "rebuilt": self.rebuilt,
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One sentence offered to the model as support, numbered as the model sees it ([n])."""
+
+    n: int
+    hit: Hit  # the passage it comes from
+    quote: str  # the sentence, verbatim
+    quote_start: int  # offsets of the sentence in the document's cleaned text
+    quote_end: int
+    score: float  # how strongly it bears on the question (higher is better)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A cited passage, numbered as in the answer text, with the sentence(s) that support the claim."""
+
+    n: int
+    source: str
+    title: str
+    lang: str
+    date: str | None
+    text: str  # the cited passage
+    start: int  # offsets of the passage in the document's cleaned text
+    end: int
+    quote: str  # the supporting sentence(s), verbatim: text[quote_start - start : quote_end - start]
+    quote_start: int
+    quote_end: int
+    score: float  # how strongly the quote supports the claim (0..1)
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A grounded answer: every sentence of `text` carries [n] markers pointing into `citations`."""
+
+    question: str  # as asked
+    text: str
+    lang: str  # the question's language, which is also the answer's
+    refused: bool  # True when the documents do not hold the answer (then citations is empty)
+    citations: list[Citation] = field(default_factory=list)
+    related: list[Hit] = field(default_factory=list)  # when refused: the closest passages, offered only as such
+    standalone_question: str = ""  # the question after rewriting a follow-up with the conversation history
+    mode: str = "generated"  # "generated", "extractive" (model output unusable) or "refused"
+    model: str = ""
+    timings: dict = field(default_factory=dict)  # seconds: retrieval, first_token, total
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "text": self.text,
+            "lang": self.lang,
+            "refused": self.refused,
+            "mode": self.mode,
+            "model": self.model,
+            "citations": [c.to_dict() for c in self.citations],
+            "related": [h.to_dict() for h in self.related],
+            "timings": self.timings,
+        }
+
+    def to_markdown(self) -> str:
+        """The answer with its sources, for copying."""
+        lines = [self.text, ""]
+        for c in self.citations:
+            date = f", {c.date}" if c.date else ""
+            lines.append(f"[{c.n}] {c.title} ({c.source}{date}): \"{c.quote}\"")
+        if self.refused and self.related:
+            lines.append("Closest matches (not an answer):")
+            lines.extend(f"- {h.title} ({h.source})" for h in self.related)
+        return "\n".join(lines).strip() + "\n"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """What `Assistant.stream()` yields, in this order: "rewrite" (the standalone question, for a follow-up),
+    "queued" (text: position in the model queue, while waiting), "token" (generated text as it comes),
+    and last "answer" (the verified Answer, which may differ from the streamed tokens after verification)."""
+
+    kind: str
+    text: str = ""
+    answer: Answer | None = None
