@@ -6,15 +6,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import indexer, retrieval, store
+import numpy as np
+
+from . import grounding, indexer, retrieval, store
 from .config import Config, load_config
+from .conversation import standalone_question
 from .errors import IndexLoadError, IndexMismatchError
+from .evidence import select_evidence
 from .language import detect_language
+from .lexical import tokenize
+from .prompts import answer_messages
 from .retrieval import Filters
-from .types import BuildSummary, Hit
+from .types import Answer, BuildSummary, Hit, StreamEvent
+
+ANSWER_LANGUAGES = ("az", "ru", "en")
 
 
 class Assistant:
@@ -24,9 +33,18 @@ class Assistant:
     >>> hits = assistant.search("What did Uzbekistan say about territorial integrity?", k=3)
     """
 
-    def __init__(self, config: Config | str | Path | dict | None = None, *, embedder: object | None = None):
+    def __init__(
+        self,
+        config: Config | str | Path | dict | None = None,
+        *,
+        embedder: object | None = None,
+        generator: object | None = None,
+    ):
         self.config = config if isinstance(config, Config) else load_config(config)
         self._embedder = embedder  # tests pass a fast fake with the same methods
+        self._generators: dict[str, object] = {}
+        if generator is not None:
+            self._generators[self._generator_key(None)] = generator
         self._data: store.IndexData | None = None
         self._lock = threading.RLock()
 
@@ -39,6 +57,20 @@ class Assistant:
 
                 self._embedder = Embedder(self.config.models)
             return self._embedder
+
+    def _generator_key(self, model: str | None) -> str:
+        gen = self.config.generation
+        return f"server:{gen.server_url}:{gen.server_model}" if gen.server_url else (model or gen.model)
+
+    def generator(self, model: str | None = None):
+        """The chat model ("fast", "quality", "test", a .gguf path, or the configured server), loaded once."""
+        key = self._generator_key(model)
+        with self._lock:
+            if key not in self._generators:
+                from .generation import make_generator
+
+                self._generators[key] = make_generator(self.config.generation, self.config.models.cache, model)
+            return self._generators[key]
 
     def _fingerprint(self) -> str:
         if self._embedder is not None:
@@ -122,3 +154,135 @@ class Assistant:
             "index": str(index_dir),
             "corpus": str(self.config.corpus.path),
         }
+
+    # -- answers ----------------------------------------------------------------------------------------------
+    def answer(self, question: str, history: list[dict] | None = None, **options) -> Answer:
+        """A short answer in the question's language, every sentence backed by a cited passage, or a refusal.
+
+        Options: model ("fast", "quality", a .gguf path), k (passages), lang / source / date_from / date_to
+        (document filters), reply_lang (answer language, default: the question's), cancel (threading.Event).
+        """
+        final = None
+        for event in self.stream(question, history, **options):
+            if event.kind == "answer":
+                final = event.answer
+        assert final is not None
+        return final
+
+    def stream(
+        self,
+        question: str,
+        history: list[dict] | None = None,
+        *,
+        model: str | None = None,
+        k: int | None = None,
+        lang: str | None = None,
+        source: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        reply_lang: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s, then the final "answer"."""
+        started = time.perf_counter()
+        question = retrieval.validate_query(question)
+        answer_lang = reply_lang or _answer_language(question)
+        settings = self.config.answer
+        generator = self.generator(model)
+        generation = self.config.generation
+
+        def generate(messages: list[dict]) -> str:
+            return "".join(generator.chat(messages, max_tokens=60, temperature=0.0, cancel=cancel))
+
+        standalone = question
+        if history and settings.rewrite_follow_ups:
+            standalone = standalone_question(question, history, generate)
+            if standalone != question:
+                yield StreamEvent("rewrite", text=standalone)
+
+        hits = self.search(
+            standalone, k or settings.passages, lang=lang, source=source, date_from=date_from, date_to=date_to
+        )
+        query_vector = self.embedder.encode_queries([standalone])[0]
+        evidence = select_evidence(
+            standalone,
+            hits,
+            lambda sentences: self.embedder.encode_passages(sentences) @ query_vector,
+            settings.evidence,
+        )
+        timings = {"retrieval": round(time.perf_counter() - started, 3)}
+        base = dict(question=question, lang=answer_lang, standalone_question=standalone, model=generator.name)
+
+        if not evidence or evidence[0].score < settings.refuse_below:
+            timings["total"] = round(time.perf_counter() - started, 3)
+            yield StreamEvent("answer", answer=_refusal(base, hits, timings))
+            return
+
+        waiting = getattr(generator, "queue_length", 0)
+        if waiting:
+            yield StreamEvent("queued", text=str(waiting))
+        pieces = []
+        for piece in generator.chat(
+            answer_messages(standalone, answer_lang, evidence),
+            max_tokens=generation.max_tokens,
+            temperature=generation.temperature,
+            cancel=cancel,
+        ):
+            if not pieces:
+                timings["first_token"] = round(time.perf_counter() - started, 3)
+            pieces.append(piece)
+            yield StreamEvent("token", text=piece)
+        raw = "".join(pieces)
+
+        claims = grounding.verify(raw, evidence, answer_lang, self._support_matrix, settings.min_support)
+        if claims:
+            text, citations = grounding.compose(claims, evidence)
+            mode = "generated"
+        elif self._evidence_holds_answer(standalone, evidence):
+            # The model's words could not be verified, or it said NOT FOUND while the evidence names everything
+            # the question asks about: the evidence itself is the answer, quoted.
+            text, citations = grounding.extractive(evidence, answer_lang)
+            mode = "extractive"
+        else:
+            timings["total"] = round(time.perf_counter() - started, 3)
+            yield StreamEvent("answer", answer=_refusal(base, hits, timings))
+            return
+        timings["total"] = round(time.perf_counter() - started, 3)
+        yield StreamEvent(
+            "answer", answer=Answer(text=text, refused=False, citations=citations, mode=mode, timings=timings, **base)
+        )
+
+    def _evidence_holds_answer(self, question: str, evidence: list) -> bool:
+        """Whether to quote the evidence when the model's answer is unusable (or it said NOT FOUND).
+
+        The small models' NOT FOUND is no guide (they say it for many questions the evidence answers, and the
+        0.5B never says it), so the decision rests on the evidence: strong enough on its own, or at least
+        naming everything the question asks about. "The Chinese foreign ministry" in a corpus without China
+        is refused even when the rest of the question matches well."""
+        if evidence[0].score >= self.config.answer.quote_above:
+            return True
+        # "x " so that a name opening the question counts too; question words ("What") have no index terms
+        names = [n for n in grounding.names_in("x " + question) if tokenize(n)]
+        missing = grounding.missing_question_names("x " + question, evidence)
+        return not names or len(missing) / len(names) < 0.5
+
+    def _support_matrix(self, claims: list[str], quotes: list[str]) -> np.ndarray:
+        """Cosine of each answer sentence (as a query) with each evidence sentence (as a passage)."""
+        return self.embedder.encode_queries(claims) @ self.embedder.encode_passages(quotes).T
+
+
+def _answer_language(question: str) -> str:
+    lang = detect_language(question)
+    return lang if lang in ANSWER_LANGUAGES else "en"
+
+
+def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:
+    return Answer(
+        text=grounding.refusal(base["lang"]),
+        refused=True,
+        citations=[],
+        related=hits[:3],
+        mode="refused",
+        timings=timings,
+        **base,
+    )

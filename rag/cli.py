@@ -2,6 +2,8 @@
 
     python -m rag index [--corpus DIR] [--index DIR] [--rebuild]
     python -m rag search "question" [--k N] [--lang az] [--source GLOB] [--from DATE] [--to DATE] [--json]
+    python -m rag ask "question" [--json] [--model fast|quality|PATH] [--lang az] [--reply-in ru]
+    python -m rag eval FILE [--model ...] [--limit N] [--report PATH]
     python -m rag models [NAME ...] [--verify]
     python -m rag stats [--json]
 
@@ -39,6 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="date_from", metavar="DATE", help="only documents dated on/after DATE")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="only documents dated on/before DATE")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
+
+    p = commands.add_parser("ask", parents=[common], help="answer a question from the documents, with citations")
+    p.add_argument("question", help="the question, in Azerbaijani, Russian or English")
+    p.add_argument("--model", help="fast, quality, test or a .gguf path (default: [generation] model)")
+    p.add_argument("--k", type=int, default=None, help="passages to retrieve (default: [answer] passages)")
+    p.add_argument("--lang", help="only documents in these languages, e.g. az or az,ru")
+    p.add_argument("--source", help="only these documents: a file path or a glob")
+    p.add_argument("--from", dest="date_from", metavar="DATE", help="only documents dated on/after DATE")
+    p.add_argument("--to", dest="date_to", metavar="DATE", help="only documents dated on/before DATE")
+    p.add_argument("--reply-in", dest="reply_lang", choices=["az", "ru", "en"], help="answer language")
+    p.add_argument("--json", action="store_true", help="print the answer and its citations as JSON")
+
+    p = commands.add_parser("eval", parents=[common], help="run a question set and report quality and latency")
+    p.add_argument("file", help="JSONL like ../shared/eval/seeds_dev.jsonl, or an XQuAD JSON file")
+    p.add_argument("--model", help="fast, quality, test or a .gguf path (default: [generation] model)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--paragraphs-from", metavar="FILE", help="XQuAD: take paragraphs from another language file")
+    p.add_argument("--report", metavar="PATH", help="where to write the JSON report (default: bench/out/)")
 
     p = commands.add_parser("models", parents=[common], help="prepare the models in the local cache")
     p.add_argument(
@@ -98,6 +118,60 @@ def _search(cfg, args) -> int:
     return 0
 
 
+def _ask(cfg, args) -> int:
+    assistant = Assistant(cfg)
+    options = dict(
+        model=args.model,
+        k=args.k,
+        lang=args.lang,
+        source=args.source,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        reply_lang=args.reply_lang,
+    )
+    if args.json:
+        print(json.dumps(assistant.answer(args.question, **options).to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    streamed = False
+    for event in assistant.stream(args.question, **options):
+        if event.kind == "rewrite":
+            print(f"(searching for: {event.text})", file=sys.stderr)
+        elif event.kind == "token" and sys.stdout.isatty():
+            # The draft streams so the wait is visible; the verified answer replaces it below.
+            print(event.text, end="", flush=True, file=sys.stderr)
+            streamed = True
+        elif event.kind == "answer":
+            if streamed:
+                print("\r\033[K", end="", file=sys.stderr)
+            print(event.answer.to_markdown(), end="")
+    return 0
+
+
+def _eval(cfg, args) -> int:
+    from pathlib import Path
+
+    from . import evaluation
+
+    path = Path(args.file)
+    paragraphs_from = Path(args.paragraphs_from) if args.paragraphs_from else None
+    items, corpus_dir = evaluation.load_items(path, paragraphs_from=paragraphs_from)
+    if corpus_dir is not None:
+        # A question set with its own paragraphs gets its own corpus and index, never the configured ones.
+        cfg = load_config(cfg, corpus=corpus_dir, index=corpus_dir.parent / "index")
+    assistant = Assistant(cfg)
+    assistant.build_index(warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} questions", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    report = evaluation.run_eval(assistant, items, model=args.model, limit=args.limit, progress=progress, file=path)
+    out = Path(args.report) if args.report else Path("bench/out") / f"eval-{path.stem}.json"
+    evaluation.write_report(report, out)
+    print(evaluation.format_report(report))
+    print(f"report: {out}")
+    return 0
+
+
 def _models(cfg, args) -> int:
     from .models import prepare_models
 
@@ -124,7 +198,14 @@ def _stats(cfg, args) -> int:
     return 0
 
 
-_COMMANDS = {"index": _index, "search": _search, "models": _models, "stats": _stats}
+_COMMANDS = {
+    "index": _index,
+    "search": _search,
+    "ask": _ask,
+    "eval": _eval,
+    "models": _models,
+    "stats": _stats,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -91,8 +91,10 @@ class GenerationConfig:
 class AnswerConfig:
     passages: int = 6  # passages retrieved for a question
     evidence: int = 4  # evidence sentences given to the model
-    min_evidence_score: float = 0.0  # below this the documents are taken not to hold the answer (see rag eval)
-    min_support: float = 0.0  # an answer sentence less similar than this to its cited evidence is dropped
+    refuse_below: float = 0.80  # best evidence cosine below this: the documents do not hold the answer (no model call)
+    quote_above: float = 0.86  # model said NOT FOUND or its answer failed verification: quote evidence this strong
+    min_support: float = 0.86  # an answer sentence less similar than this to its cited evidence is dropped
+    rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
 
 
 @dataclass(frozen=True)

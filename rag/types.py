@@ -174,7 +174,7 @@ class Answer:
         lines = [self.text, ""]
         for c in self.citations:
             date = f", {c.date}" if c.date else ""
-            lines.append(f"[{c.n}] {c.title} ({c.source}{date}): \"{c.quote}\"")
+            lines.append(f'[{c.n}] {c.title} ({c.source}{date}): "{c.quote}"')
         if self.refused and self.related:
             lines.append("Closest matches (not an answer):")
             lines.extend(f"- {h.title} ({h.source})" for h in self.related)

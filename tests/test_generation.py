@@ -1,0 +1,245 @@
+"""Chat generation with the real SmolLM2-135M test model: in-process, and through a real llama_cpp.server."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import GenerationConfig, load_config
+from rag.errors import ConfigError, ModelError, RagError
+from rag.generation import LocalGenerator, ServerGenerator, api_base, make_generator
+from rag.models import prepare_models
+
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant. Answer in one short sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+OTHER = [{"role": "user", "content": "Name three colours of the rainbow."}]
+API_KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def test_model() -> Path:
+    return prepare_models(load_config().models.cache, ["test"], log=lambda _: None)["test"]
+
+
+@pytest.fixture(scope="session")
+def local(test_model) -> LocalGenerator:
+    return LocalGenerator(test_model, context_tokens=1024, threads=1, name="smollm2-135m")
+
+
+def reply(gen, messages=QUESTION, **kwargs) -> str:
+    return "".join(gen.chat(messages, max_tokens=kwargs.pop("max_tokens", 24), **kwargs))
+
+
+@pytest.mark.llm
+def test_local_streams_text_with_the_gguf_template(local):
+    pieces = list(local.chat(QUESTION, max_tokens=24))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip()
+    assert local.chat_format == "chat_template.default"
+    assert local.queue_length == 0
+
+
+@pytest.mark.llm
+def test_local_is_deterministic_and_independent_of_earlier_prompts(local, test_model):
+    first = reply(local)
+    reply(local, OTHER)  # leaves another prompt in the KV cache
+    assert reply(local) == first
+    fresh = LocalGenerator(test_model, context_tokens=1024, threads=1, name="smollm2-135m")
+    assert reply(fresh) == first
+
+
+@pytest.mark.llm
+def test_local_cancel_stops_between_tokens(local):
+    cancel = threading.Event()
+    pieces = []
+    for piece in local.chat(QUESTION, max_tokens=60, cancel=cancel):
+        pieces.append(piece)
+        cancel.set()
+    assert len(pieces) == 1
+    assert reply(local, cancel=cancel) == ""  # cancelled before it starts: no work at all
+    assert local.queue_length == 0
+
+
+@pytest.mark.llm
+def test_local_serialises_concurrent_callers(local):
+    expected = {0: reply(local), 1: reply(local, OTHER)}
+    results: dict[int, str] = {}
+
+    def call(i: int) -> None:
+        results[i] = reply(local, [QUESTION, OTHER][i])
+
+    # The first caller holds the model mid-reply, so the second must queue behind it.
+    first = local.chat(QUESTION, max_tokens=24)
+    head = next(first)
+    second = threading.Thread(target=call, args=(1,))
+    second.start()
+    deadline = time.monotonic() + 10
+    while local.queue_length < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert local.queue_length == 2
+    results[0] = head + "".join(first)
+    second.join(timeout=60)
+    assert results == expected
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == expected
+    assert local.queue_length == 0
+
+
+@pytest.mark.llm
+def test_local_releases_the_model_when_the_consumer_stops_early(local):
+    stream = local.chat(QUESTION, max_tokens=24)
+    next(stream)
+    stream.close()
+    assert local.queue_length == 0
+    assert reply(local)  # would block forever if the lock were still held
+
+
+@pytest.mark.llm
+def test_local_prompt_longer_than_the_context_is_a_rag_error(test_model):
+    small = LocalGenerator(test_model, context_tokens=64, threads=1, name="smollm2-135m")
+    long = [{"role": "user", "content": "word " * 200}]
+    with pytest.raises(RagError, match=r"context_tokens"):
+        reply(small, long)
+    assert small.queue_length == 0
+
+
+@pytest.mark.llm
+def test_local_template_refusal_is_a_rag_error(test_model):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    gen = LocalGenerator(test_model, context_tokens=256, threads=1, name="smollm2-135m")
+    # Like Gemma's template, which raises for a system message.
+    refusing = "{{ raise_exception('System role not supported') }}"
+    gen._llama.chat_handler = Jinja2ChatFormatter(template=refusing, eos_token="", bos_token="").to_chat_handler()
+    with pytest.raises(RagError, match=r"chat template .* rejected these messages \(System role not supported\)"):
+        reply(gen)
+    assert gen.queue_length == 0
+
+
+@pytest.mark.llm
+def test_truncated_model_is_a_model_error_with_the_fix(test_model, tmp_path):
+    broken = tmp_path / test_model.name
+    with open(test_model, "rb") as f:
+        broken.write_bytes(f.read(1_000_000))
+    with pytest.raises(ModelError, match=r"python -m rag models smollm2-135m") as info:
+        LocalGenerator(broken, context_tokens=512, threads=1, name="smollm2-135m")
+    assert str(broken) in str(info.value)
+    with pytest.raises(ModelError, match=r"Replace the file"):
+        LocalGenerator(broken, context_tokens=512, threads=1, name="my-model")
+
+
+def test_missing_model_is_a_model_error(tmp_path):
+    missing = tmp_path / "absent.gguf"
+    with pytest.raises(ModelError, match=r"does not exist.*python -m rag models smollm2-135m") as info:
+        LocalGenerator(missing, context_tokens=512, threads=1, name="smollm2-135m")
+    assert str(missing) in str(info.value)
+
+
+@pytest.mark.llm
+def test_make_generator_picks_the_local_model_or_the_server(test_model):
+    cache = load_config().models.cache
+    gen = make_generator(GenerationConfig(model="quality", context_tokens=512, threads=1), cache, model="test")
+    assert isinstance(gen, LocalGenerator)
+    assert gen.name == "smollm2-135m"
+    copy = make_generator(GenerationConfig(model=str(test_model), context_tokens=512, threads=1), cache)
+    assert copy.name == test_model.stem
+    server = make_generator(GenerationConfig(server_url="http://127.0.0.1:9", server_model="m"), cache, model="test")
+    assert isinstance(server, ServerGenerator)
+    assert (server.name, server.url) == ("server:m", "http://127.0.0.1:9/v1/chat/completions")
+
+
+def test_api_base_accepts_common_spellings():
+    for url in ("http://h:8080", "http://h:8080/", "http://h:8080/v1", "http://h:8080/v1/chat/completions/"):
+        assert api_base(url) == "http://h:8080/v1"
+    assert api_base("https://h/openai/v1beta/") == "https://h/openai/v1beta"
+    with pytest.raises(ConfigError, match="server_url"):
+        api_base("localhost:8080")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_not_running_is_a_rag_error_naming_the_url():
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    gen = ServerGenerator(url, "m", api_key=None, timeout_s=5)
+    with pytest.raises(RagError, match=re.escape(f"Cannot connect to the chat server at {url}/chat/completions")):
+        reply(gen)
+
+
+@pytest.fixture(scope="module")
+def llama_server(test_model, tmp_path_factory):
+    """The real llama_cpp.server on a free local port, serving the test model behind an API key."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(test_model), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"]
+    command += ["--api_key", API_KEY, "--verbose", "False"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            try:
+                models = httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=2)
+                if models.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server not ready after 60 s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.llm
+def test_server_streams_the_same_reply_as_the_local_model(llama_server, local):
+    gen = ServerGenerator(llama_server, "smollm2", api_key=API_KEY, timeout_s=30)
+    pieces = list(gen.chat(QUESTION, max_tokens=24))
+    assert len(pieces) > 1
+    assert "".join(pieces) == reply(local)
+
+
+@pytest.mark.llm
+def test_server_cancel_and_errors(llama_server):
+    gen = ServerGenerator(llama_server + "/v1/", "smollm2", api_key=API_KEY, timeout_s=30)
+    cancel = threading.Event()
+    pieces = []
+    for piece in gen.chat(QUESTION, max_tokens=60, cancel=cancel):
+        pieces.append(piece)
+        cancel.set()
+    assert len(pieces) == 1
+
+    no_key = ServerGenerator(llama_server, "smollm2", api_key=None, timeout_s=30)
+    with pytest.raises(RagError, match=r"HTTP 401.*api_key_env"):
+        reply(no_key)
+    wrong_path = ServerGenerator(llama_server + "/api", "smollm2", api_key=API_KEY, timeout_s=30)
+    with pytest.raises(RagError, match=r"/api/chat/completions answered HTTP 404.*server_url"):
+        reply(wrong_path)
