@@ -37,11 +37,12 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
+# make run prepares the default answer model ("quality", 1.1 GB); make test only what the tests use.
 models: setup
-	$(PY) -m rag models embedding
+	$(PY) -m rag models embedding quality
 
 models-test: setup
-	$(PY) -m rag models embedding
+	$(PY) -m rag models embedding test
 
 index: setup
 	$(PY) -m rag index

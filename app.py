@@ -1,74 +1,762 @@
-"""The browser app: a thin Gradio layer over rag.Assistant (no retrieval logic lives here).
+"""The browser app: a chat over the news documents, a thin Gradio layer over rag.Assistant.
 
-python app.py [--config FILE] [--host 127.0.0.1] [--port 7860]
+    python app.py [--config FILE] [--corpus DIR] [--index DIR] [--model NAME] [--build]
+                  [--host 127.0.0.1] [--port 7860] [--auth USER:PASSWORD]
+
+Nothing here retrieves, ranks or verifies: Assistant.stream() does. This file turns its StreamEvents and the
+final Answer into HTML, saves uploads into the corpus folder and asks the Assistant to index them.
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import ipaddress
+import os
+import re
+import shutil
 import sys
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import gradio as gr
 
 import rag
+from rag.prompts import RELATED_LABEL
+from rag.types import Answer
+
+# -- settings ------------------------------------------------------------------------------------------------
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+HOST_ENV, PORT_ENV = "RAG_APP_HOST", "RAG_APP_PORT"
+USER_ENV, PASSWORD_ENV = "RAG_APP_USER", "RAG_APP_PASSWORD"
+
+# Answers in flight at once. The chat model serves one at a time inside rag, so the others wait there and see
+# their place in its queue; more than this wait in Gradio's queue, which shows its own position.
+CHAT_CONCURRENCY = 4
+# An upload larger than this, or than [corpus] max_file_mb, is refused before anything is written: the corpus
+# limit exists for whole archives on disk, a browser upload needs a tighter one.
+UPLOAD_CAP_MB = 50
+MAX_NAME_CHARS = 100  # of a saved file's name, before its extension
+CONTEXT_CHARS = 400  # surrounding text shown on each side of a cited passage (about 800 characters in all)
+RELATED_SNIPPET_CHARS = 240
 
 EXAMPLES = [
     "What did Uzbekistan say about territorial integrity?",
     "Blinken İlham Əliyevə hansı tarixdə zəng edib?",
     "С каким министром Кыргызстана встретился Байрамов?",
+    "Bayramov İƏT-in Baş katibi ilə nəyi müzakirə edib?",
 ]
-LANGUAGES = {"all": None, "Azərbaycan": "az", "Русский": "ru", "English": "en"}
+LANGUAGE_CHOICES = [("All languages", ""), ("Azərbaycanca", "az"), ("Русский", "ru"), ("English", "en")]
+MODEL_CHOICES = [("Fast (0.5B)", "fast"), ("Quality (1.5B)", "quality")]
+
+# System fonts only: the default theme's web fonts, or a Google font, would be one more request (or a wait
+# for a network that is not there) on an offline laptop.
+THEME = gr.themes.Default(
+    primary_hue="blue",
+    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "Helvetica", "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "DejaVu Sans Mono", "monospace"],
+)
+# No url(...) anywhere: the page must render from this server alone.
+CSS = """
+.rag-answer { line-height: 1.5; }
+.rag-answer p { margin: 0 0 .5em 0; }
+.rag-text a.rag-cite { text-decoration: none; font-weight: 600; padding: 0 .1em; }
+.rag-sources-label, .rag-related-label { font-weight: 600; margin-top: .6em; font-size: .92em; }
+ol.rag-sources, ul.rag-related { list-style: none; padding-left: 0; margin: .3em 0 0 0; }
+.rag-source, .rag-related li { border-left: 3px solid #93c5fd; padding: .3em .6em; margin: .4em 0;
+  background: rgba(147, 197, 253, .08); border-radius: 4px; }
+.rag-source:target { background: rgba(250, 204, 21, .25); }
+.rag-meta { font-size: .85em; opacity: .8; }
+.rag-passage { margin: .3em 0; font-size: .93em; }
+.rag-passage mark, .rag-context mark { background: #fde68a; color: #111; padding: 0 .1em; }
+.rag-context summary, .rag-standalone summary { cursor: pointer; font-size: .85em; opacity: .85; }
+.rag-context div { font-size: .9em; white-space: normal; padding: .3em 0; }
+.rag-footer { font-size: .8em; opacity: .7; margin-top: .4em; }
+.rag-refused { border-left: 4px solid #f59e0b; padding-left: .6em; }
+.rag-refusal { font-weight: 600; }
+.rag-icon { margin-right: .3em; }
+.rag-related li { border-left-color: #d1d5db; background: rgba(209, 213, 219, .12); }
+.rag-draft .rag-draft-text { opacity: .75; font-style: italic; }
+.rag-status { font-size: .85em; opacity: .8; }
+.rag-error { border-left: 4px solid #ef4444; padding-left: .6em; }
+.rag-stopped { border-left: 4px solid #9ca3af; padding-left: .6em; }
+"""
 
 
-def render_hits(hits: list[rag.Hit]) -> str:
-    if not hits:
-        return "No passages found."
-    blocks = []
-    for n, hit in enumerate(hits, 1):
-        date = f" · {html.escape(hit.date)}" if hit.date else ""
-        blocks.append(
-            f"**[{n}] {html.escape(hit.title)}**  \n"
-            f"`{html.escape(hit.source)}` · {hit.lang}{date} · characters {hit.start}–{hit.end}\n\n"
-            f"> {html.escape(hit.text)}"
+# -- rendering ------------------------------------------------------------------------------------------------
+# Everything below returns one HTML block without blank lines: the chatbot renders messages as Markdown, and a
+# blank line would end the HTML block and let Markdown rewrite the rest.
+
+
+def _esc(text: str) -> str:
+    return html.escape(text).replace("\r", "").replace("\n", "<br>")
+
+
+def _meta(source: str, date: str | None, lang: str) -> str:
+    parts = [f"<code>{_esc(source)}</code>"]
+    if date:
+        parts.append(_esc(date))
+    parts.append(_esc(lang))
+    return " · ".join(parts)
+
+
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def link_markers(text: str, numbers: Iterable[int], prefix: str) -> str:
+    """Escape the answer text and turn each [n] that names a source into a link to that source."""
+    known = set(numbers)
+
+    def link(match: re.Match) -> str:
+        ns = [int(n) for n in match.group(1).split(",")]
+        if not all(n in known for n in ns):
+            return match.group(0)
+        return "".join(f'<a class="rag-cite" href="#{prefix}-{n}">[{n}]</a>' for n in ns)
+
+    return _MARKER.sub(link, _esc(text))
+
+
+def highlight(text: str, start: int, end: int) -> str:
+    """Escape `text` with text[start:end] wrapped in <mark> (offsets clamped to the text)."""
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    if end <= start:
+        return _esc(text)
+    return f"{_esc(text[:start])}<mark>{_esc(text[start:end])}</mark>{_esc(text[end:])}"
+
+
+def context_html(document: rag.Document, citation) -> str:
+    """About CONTEXT_CHARS of the document on each side of the cited passage, the quote highlighted.
+
+    Empty when the document changed since the answer (its text no longer holds the quote where it was)."""
+    text = document.text
+    if text[citation.quote_start : citation.quote_end] != citation.quote:
+        return ""
+    lo = max(0, citation.start - CONTEXT_CHARS)
+    hi = min(len(text), citation.end + CONTEXT_CHARS)
+    # Start and end on a word boundary, so the window does not open or close mid-word.
+    if lo > 0 and (space := text.find(" ", lo, citation.start)) != -1:
+        lo = space + 1
+    if hi < len(text) and (space := text.rfind(" ", citation.end, hi)) != -1:
+        hi = space
+    body = highlight(text[lo:hi], citation.quote_start - lo, citation.quote_end - lo)
+    return ("… " if lo > 0 else "") + body + (" …" if hi < len(text) else "")
+
+
+def _by_source(documents: Iterable[rag.Document] | Mapping[str, rag.Document]) -> Mapping[str, rag.Document]:
+    return documents if isinstance(documents, Mapping) else {doc.source: doc for doc in documents}
+
+
+def render_answer_html(
+    answer: Answer, documents: Iterable[rag.Document] | Mapping[str, rag.Document] = (), prefix: str = "src"
+) -> str:
+    """The final answer as one HTML block: text with linked [n] markers, then the numbered sources.
+
+    A refusal gets its own look and lists Answer.related only under the "closest matches" label, so the
+    passages never read as an answer. `prefix` keeps the anchors of different answers on one page apart."""
+    if answer.refused:
+        return render_refusal_html(answer)
+    docs = _by_source(documents)
+    parts = [f'<div class="rag-answer rag-{_esc(answer.mode)}">']
+    parts.append(_standalone_html(answer))
+    parts.append(f'<p class="rag-text">{link_markers(answer.text, (c.n for c in answer.citations), prefix)}</p>')
+    if answer.citations:
+        parts.append('<div class="rag-sources-label">Sources</div><ol class="rag-sources">')
+        for c in answer.citations:
+            passage = highlight(c.text, c.quote_start - c.start, c.quote_end - c.start)
+            parts.append(
+                f'<li class="rag-source" id="{prefix}-{c.n}">'
+                f'<div><span class="rag-n">[{c.n}]</span> <b>{_esc(c.title)}</b></div>'
+                f'<div class="rag-meta">{_meta(c.source, c.date, c.lang)}</div>'
+                f'<blockquote class="rag-passage">{passage}</blockquote>'
+            )
+            document = docs.get(c.source)
+            context = context_html(document, c) if document is not None else ""
+            if context:
+                parts.append(
+                    '<details class="rag-context"><summary>Show the surrounding text</summary>'
+                    f"<div>{context}</div></details>"
+                )
+            parts.append("</li>")
+        parts.append("</ol>")
+    parts.append(_footer_html(answer))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_refusal_html(answer: Answer) -> str:
+    label = RELATED_LABEL.get(answer.lang, RELATED_LABEL["en"])
+    parts = ['<div class="rag-answer rag-refused">', _standalone_html(answer)]
+    parts.append(f'<p class="rag-refusal"><span class="rag-icon" aria-hidden="true">⊘</span>{_esc(answer.text)}</p>')
+    if answer.related:
+        parts.append(f'<div class="rag-related-label">{_esc(label)}</div><ul class="rag-related">')
+        for hit in answer.related:
+            snippet = hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"
+            parts.append(
+                f"<li><b>{_esc(hit.title)}</b>"
+                f'<div class="rag-meta">{_meta(hit.source, hit.date, hit.lang)}</div>'
+                f'<div class="rag-passage">{_esc(snippet)}</div></li>'
+            )
+        parts.append("</ul>")
+    parts.append(_footer_html(answer))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _standalone_html(answer: Answer) -> str:
+    # Shown folded: the rewrite explains what was searched for, but most people never need to look.
+    standalone = answer.standalone_question
+    if not standalone or standalone == answer.question:
+        return ""
+    return (
+        '<details class="rag-standalone"><summary>Understood as a standalone question</summary>'
+        f"<div>{_esc(standalone)}</div></details>"
+    )
+
+
+def _footer_html(answer: Answer) -> str:
+    notes = []
+    if answer.mode == "extractive":
+        notes.append("quoted from the documents")
+    if answer.model:
+        notes.append(_esc(answer.model))
+    if "total" in answer.timings:
+        notes.append(f"{answer.timings['total']:.1f} s")
+    return f'<div class="rag-footer">{" · ".join(notes)}</div>' if notes else ""
+
+
+def render_draft_html(status: str, draft: str = "", standalone: str = "") -> str:
+    """What is shown while the answer is on its way: a status line and the unverified draft."""
+    parts = ['<div class="rag-answer rag-draft">']
+    if standalone:
+        parts.append(f'<p class="rag-status">Searching for: {_esc(standalone)}</p>')
+    parts.append(f'<p class="rag-status">{_esc(status)}</p>')
+    if draft:
+        parts.append(f'<p class="rag-draft-text">{_esc(draft)} ▍</p>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_error_html(message: str) -> str:
+    return f'<div class="rag-answer rag-error"><span class="rag-icon" aria-hidden="true">⚠</span>{_esc(message)}</div>'
+
+
+def render_stopped_html(draft: str) -> str:
+    note = "Stopped before the answer was checked against the documents."
+    extra = f"<details><summary>Unchecked draft</summary><div>{_esc(draft)}</div></details>" if draft else ""
+    return f'<div class="rag-answer rag-stopped"><p>{note}</p>{extra}</div>'
+
+
+def status_markdown(assistant: rag.Assistant, model: str | None = None) -> str:
+    """The side panel's status line, from assistant.stats()."""
+    try:
+        stats = assistant.stats()
+    except rag.RagError as exc:
+        return f"**Index unavailable:** {exc}"
+    languages = ", ".join(f"{lang} {count}" for lang, count in sorted(stats["languages"].items())) or "none"
+    built = str(stats.get("built") or "unknown").replace("T", " ").replace("+00:00", " UTC")
+    chat_model = model or assistant.config.generation.model
+    if assistant.config.generation.server_url:
+        chat_model = f"server {assistant.config.generation.server_model or assistant.config.generation.server_url}"
+    return (
+        f"**{stats['documents']}** documents · **{stats['passages']}** passages · languages: {languages}  \n"
+        f"Chat model: {chat_model} · embeddings: {stats['model']}  \n"
+        f"Index built: {built}"
+    )
+
+
+# -- documents: upload and removal ------------------------------------------------------------------------------
+
+
+class UploadRejected(ValueError):
+    """An upload (or removal) refused, with a message for the person who tried it."""
+
+
+@dataclass(frozen=True)
+class SavedUpload:
+    path: Path  # where the file now lies, inside the corpus folder
+    original: str  # the name it was uploaded as
+
+    @property
+    def renamed(self) -> bool:
+        return self.path.name != PurePosixPath(self.original.replace("\\", "/")).name
+
+    def message(self) -> str:
+        if self.renamed:
+            return f"Saved {self.original!r} as {self.path.name!r} (renamed: a document of that name exists already)."
+        return f"Saved {self.path.name!r}."
+
+
+def upload_limits(config: rag.Config) -> tuple[tuple[str, ...], int]:
+    """The accepted extensions ([corpus] extensions) and the largest upload in bytes."""
+    extensions = tuple(ext.lower() for ext in config.corpus.extensions)
+    max_mb = min(UPLOAD_CAP_MB, config.corpus.max_file_mb)
+    return extensions, int(max_mb * 1024 * 1024)
+
+
+def safe_filename(name: str) -> str:
+    """A plain file name for an uploaded file: no folders, no hidden or option-like names, no odd characters.
+
+    Browsers send a bare name, but any request can send "../../x.txt" or "/etc/passwd": only the last path
+    component is kept (for both separators), so the file always lands directly in the corpus folder. Letters of
+    any script stay ("Özbəkistan.txt", "Узбекистан.txt"); spaces, quotes and the like become "_"."""
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    stem = re.sub(r"[^\w.-]+", "_", stem)
+    stem = re.sub(r"_{2,}", "_", stem).strip("._- ")[:MAX_NAME_CHARS].rstrip("._- ") or "document"
+    ext = re.sub(r"[^\w]+", "", ext).lower()
+    return f"{stem}.{ext}" if ext else stem
+
+
+def save_upload(
+    temp_path: str | os.PathLike,
+    original_name: str,
+    corpus_dir: str | os.PathLike,
+    extensions: Iterable[str],
+    max_bytes: int,
+) -> SavedUpload:
+    """Copy an uploaded file into the corpus folder under a safe name, never over an existing file.
+
+    Raises UploadRejected (with the reason) for a type not in `extensions`, an empty file or one larger than
+    `max_bytes`. A name already taken gets a "-2", "-3", ... suffix."""
+    name = safe_filename(original_name)
+    suffix = PurePosixPath(name).suffix.lower()
+    allowed = tuple(extensions)
+    if suffix not in allowed:
+        kind = f"{suffix} files" if suffix else "Files without an extension"
+        raise UploadRejected(
+            f"{original_name!r} was not added: {kind} are not accepted. Accepted: {', '.join(allowed)}."
         )
-    return "\n\n---\n\n".join(blocks)
+    size = os.path.getsize(temp_path)
+    if size == 0:
+        raise UploadRejected(f"{original_name!r} was not added: the file is empty.")
+    if size > max_bytes:
+        raise UploadRejected(
+            f"{original_name!r} was not added: it has {size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:g} MB."
+        )
+    corpus = Path(corpus_dir).resolve()
+    if not corpus.is_dir():
+        raise UploadRejected(f"The corpus folder {corpus} does not exist; create it and upload again.")
+    stem, suffix = name[: -len(suffix)], name[-len(suffix) :]
+    for attempt in range(1, 10_000):
+        candidate = corpus / (name if attempt == 1 else f"{stem}-{attempt}{suffix}")
+        if candidate.parent != corpus:  # cannot happen after safe_filename; checked because it must never
+            raise UploadRejected(f"{original_name!r} was not added: unsafe file name.")
+        try:
+            # "x": create, never replace; it also refuses a dangling symlink planted under that name.
+            with open(temp_path, "rb") as src, open(candidate, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+        except FileExistsError:
+            continue
+        return SavedUpload(candidate, original_name)
+    raise UploadRejected(f"{original_name!r} was not added: too many documents named {name!r}.")
+
+
+def remove_document(source: str, corpus_dir: str | os.PathLike) -> Path:
+    """Delete a document's file, which must lie inside the corpus folder; returns its path."""
+    corpus = Path(corpus_dir).resolve()
+    path = Path(os.path.normpath(corpus / source))
+    if source.startswith(("/", "\\")) or path == corpus or not path.is_relative_to(corpus):
+        raise UploadRejected(f"{source!r} is not a document in the corpus folder.")
+    if not path.is_file():
+        raise UploadRejected(f"{source!r} is no longer in the corpus folder.")
+    path.unlink()
+    return path
+
+
+def document_rows(assistant: rag.Assistant) -> list[list[str]]:
+    """The indexed documents as table rows: file, title, date, language."""
+    try:
+        documents = assistant.index().documents
+    except rag.RagError:
+        return []
+    return [[d.source, d.title, d.date or "", d.lang] for d in sorted(documents, key=lambda d: d.source)]
+
+
+def build_summary_text(summary: rag.BuildSummary) -> str:
+    changes = []
+    for label, items in (("added", summary.added), ("updated", summary.changed), ("removed", summary.removed)):
+        if items:
+            changes.append(f"{label} {', '.join(items)}")
+    done = "; ".join(changes) or "nothing changed"
+    totals = f"{summary.documents} documents, {summary.passages} passages"
+    return f"Index updated in {summary.seconds:.1f} s: {done}. {totals}."
+
+
+# -- chat --------------------------------------------------------------------------------------------------------
+
+
+def _filters(language: str, source: str, date_from: str, date_to: str) -> dict:
+    return {
+        "lang": language or None,
+        "source": (source or "").strip() or None,
+        "date_from": (date_from or "").strip() or None,
+        "date_to": (date_to or "").strip() or None,
+    }
+
+
+class Sessions:
+    """The Stop button's handle on each browser session's running answer (a threading.Event per answer)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cancels: dict[str, threading.Event] = {}
+
+    def start(self, session: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._cancels[session] = event
+        return event
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            event = self._cancels.get(session)
+        if event is not None:
+            event.set()
+
+    def finish(self, session: str, event: threading.Event) -> None:
+        with self._lock:
+            if self._cancels.get(session) is event:
+                del self._cancels[session]
+
+
+def answer_turns(
+    assistant: rag.Assistant,
+    question: str,
+    history: list[dict],
+    cancel: threading.Event,
+    options: dict,
+    prefix: str,
+) -> Iterator[tuple[str, Answer | None]]:
+    """(HTML, final Answer or None) as the answer comes: status, the streamed draft, then the verified answer."""
+    draft = ""
+    standalone = ""
+    yield render_draft_html("Searching the documents…"), None
+    for event in assistant.stream(question, history, cancel=cancel, **options):
+        if event.kind == "rewrite":
+            standalone = event.text
+            yield render_draft_html("Searching the documents…", standalone=standalone), None
+        elif event.kind == "queued":
+            ahead = int(event.text) if event.text.isdigit() else 1
+            status = f"Waiting for the model: {ahead} request{'s' if ahead != 1 else ''} ahead of yours…"
+            yield render_draft_html(status, standalone=standalone), None
+        elif event.kind == "token":
+            draft += event.text
+            status = "Writing (a draft, checked against the sources when done)…"
+            yield render_draft_html(status, draft, standalone), None
+        elif event.kind == "answer" and event.answer is not None:
+            if cancel.is_set() and event.answer.refused:
+                # A stopped draft that failed verification is not the documents' verdict: say it was stopped.
+                yield render_stopped_html(draft), None
+                return
+            documents = assistant.index().documents
+            yield render_answer_html(event.answer, documents, prefix), event.answer
 
 
 def build_ui(assistant: rag.Assistant) -> gr.Blocks:
-    def search(question: str, k: int, language: str) -> str:
+    config = assistant.config
+    extensions, max_bytes = upload_limits(config)
+    sessions = Sessions()
+    configured = config.generation.model
+    model_choices = [(f"Configured ({configured})", "")] + [c for c in MODEL_CHOICES if c[1] != configured]
+
+    def respond(question, chat, turns, model, k, language, source, date_from, date_to, request: gr.Request):
+        question = (question or "").strip()
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        session = request.session_hash or "anonymous"
+        cancel = sessions.start(session)
+        chat = list(chat or []) + [{"role": "user", "content": question}]
+        options = dict(model=model or None, k=int(k), **_filters(language, source, date_from, date_to))
+        prefix = f"src-{uuid.uuid4().hex[:8]}"
+        final: Answer | None = None
         try:
-            return render_hits(assistant.search(question, int(k), lang=LANGUAGES.get(language)))
+            for body, answer in answer_turns(assistant, question, list(turns or []), cancel, options, prefix):
+                final = answer
+                yield chat + [{"role": "assistant", "content": body}], gr.skip(), gr.skip(), ""
+        except (rag.RagError, ValueError) as exc:
+            yield chat + [{"role": "assistant", "content": render_error_html(str(exc))}], gr.skip(), gr.skip(), ""
+            return
+        finally:
+            sessions.finish(session, cancel)
+        if final is None:
+            return
+        # The conversation rag sees is plain text: the question and the verified answer, not the HTML.
+        new_turns = list(turns or []) + [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": final.text},
+        ]
+        yield gr.skip(), new_turns, final.to_markdown(), gr.skip()
+
+    def stop(request: gr.Request):
+        sessions.stop(request.session_hash or "anonymous")
+
+    def clear(request: gr.Request):
+        sessions.stop(request.session_hash or "anonymous")
+        return [], [], ""
+
+    def side_panel(model):
+        rows = document_rows(assistant)
+        sources = [row[0] for row in rows]
+        return status_markdown(assistant, model or None), rows, gr.update(choices=sources, value=None)
+
+    # Gradio recognises a progress parameter by its gr.Progress() default.
+    def add_documents(files, model, progress=gr.Progress()):  # noqa: B008
+        messages = []
+        saved: list[SavedUpload] = []
+        for file in files or []:
+            path = getattr(file, "name", file)
+            original = getattr(file, "orig_name", None) or Path(path).name
+            try:
+                saved.append(save_upload(path, original, config.corpus.path, extensions, max_bytes))
+                messages.append(saved[-1].message())
+            except UploadRejected as exc:
+                messages.append(str(exc))
+        if not saved:
+            yield "\n\n".join(messages) or "No file was uploaded.", gr.skip(), gr.skip(), gr.skip(), None
+            return
+        yield "\n\n".join(messages + ["Indexing… (you can keep asking questions meanwhile)"]), *([gr.skip()] * 3), None
+        progress(0.2, desc=f"Indexing {len(saved)} new document{'s' if len(saved) > 1 else ''}")
+        warnings: list[str] = []
+        try:
+            summary = assistant.build_index(warn=warnings.append)
         except rag.RagError as exc:
-            return f"**{html.escape(str(exc))}**"
+            yield "\n\n".join(messages + [f"Indexing failed: {exc}"]), *side_panel(model), None
+            return
+        for skipped in summary.skipped:
+            if any(s.path.name == PurePosixPath(skipped.source).name for s in saved):
+                # A file the index cannot read would only be skipped again at every build: do not keep it.
+                for s in saved:
+                    if s.path.name == PurePosixPath(skipped.source).name:
+                        s.path.unlink(missing_ok=True)
+                messages.append(f"{skipped.source} could not be read ({skipped.reason}); it was not kept.")
+        messages.append(build_summary_text(summary))
+        yield "\n\n".join(messages), *side_panel(model), None
+
+    def delete_document(source, model, progress=gr.Progress()):  # noqa: B008
+        if not source:
+            yield "Choose a document to remove first.", gr.skip(), gr.skip(), gr.skip()
+            return
+        if source not in {row[0] for row in document_rows(assistant)}:
+            yield f"{source!r} is not an indexed document.", *side_panel(model)
+            return
+        try:
+            remove_document(source, config.corpus.path)
+        except UploadRejected as exc:
+            yield str(exc), gr.skip(), gr.skip(), gr.skip()
+            return
+        yield f"Removed {source!r}; updating the index…", gr.skip(), gr.skip(), gr.skip()
+        progress(0.3, desc="Updating the index")
+        try:
+            summary = assistant.build_index()
+        except rag.RagError as exc:
+            yield f"Removed {source!r}, but the index update failed: {exc}", *side_panel(model)
+            return
+        yield f"Removed {source!r}. {build_summary_text(summary)}", *side_panel(model)
 
     with gr.Blocks(title="News assistant", analytics_enabled=False) as ui:
-        gr.Markdown("## News assistant\nAsk in Azerbaijani, Russian or English; passages come from any language.")
-        with gr.Row():
-            question = gr.Textbox(label="Question", placeholder=EXAMPLES[0], scale=4)
-            k = gr.Slider(1, 20, value=assistant.config.retrieval.k, step=1, label="Passages", scale=1)
-            language = gr.Dropdown(list(LANGUAGES), value="all", label="Document language", scale=1)
-        button = gr.Button("Search", variant="primary")
-        results = gr.Markdown()
-        gr.Examples(EXAMPLES, inputs=question)
-        button.click(search, [question, k, language], results)
-        question.submit(search, [question, k, language], results)
+        turns = gr.State([])  # the conversation as plain text, for follow-up questions
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                gr.Markdown(
+                    "## News assistant\nAsk in Azerbaijani, Russian or English. Every answer cites the passages it "
+                    "rests on; when the documents do not hold the answer, it says so."
+                )
+                chatbot = gr.Chatbot(
+                    elem_id="chat",
+                    label="Conversation",
+                    height=560,
+                    latex_delimiters=[],  # "$5 million" is money, not LaTeX
+                    feedback_options=None,
+                    placeholder="Ask a question about the news articles, or pick an example below.",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        elem_id="question",
+                        show_label=False,
+                        placeholder="Type a question and press Enter…",
+                        scale=8,
+                        autofocus=True,
+                    )
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="ask")
+                    stop_button = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="stop")
+                    clear_button = gr.Button("Clear", scale=1, min_width=70, elem_id="clear")
+                gr.Examples(EXAMPLES, inputs=question, label="Examples (az / ru / en)")
+                with gr.Accordion("Copy the last answer with its sources (Markdown)", open=False):
+                    markdown = gr.Textbox(
+                        elem_id="answer-markdown", show_label=False, lines=6, interactive=False, buttons=["copy"]
+                    )
+            with gr.Column(scale=2, min_width=320):
+                status = gr.Markdown(status_markdown(assistant), elem_id="status")
+                with gr.Accordion("Filters and model", open=True):
+                    language = gr.Dropdown(LANGUAGE_CHOICES, value="", label="Document language")
+                    source = gr.Textbox(label="Source file or pattern", placeholder="e.g. 004_*.txt")
+                    with gr.Row():
+                        date_from = gr.Textbox(label="From date", placeholder="2023 or 2023-06")
+                        date_to = gr.Textbox(label="To date", placeholder="2023-12-31")
+                    model = gr.Dropdown(model_choices, value="", label="Chat model")
+                    k = gr.Slider(1, 20, value=config.answer.passages, step=1, label="Passages to search")
+                with gr.Accordion("Documents", open=True):
+                    upload = gr.File(
+                        label=f"Add documents ({', '.join(extensions)}; up to {max_bytes / 1048576:g} MB each)",
+                        file_count="multiple",
+                        file_types=list(extensions),
+                        elem_id="upload",
+                    )
+                    upload_status = gr.Markdown(elem_id="upload-status")
+                    documents = gr.Dataframe(
+                        headers=["File", "Title", "Date", "Language"],
+                        value=document_rows(assistant),
+                        interactive=False,
+                        wrap=True,
+                        max_height=320,
+                        column_widths=["34%", "44%", "12%", "10%"],
+                        label="Indexed documents",
+                        elem_id="documents",
+                    )
+                    with gr.Row():
+                        to_remove = gr.Dropdown([], label="Remove a document", scale=3)
+                        remove = gr.Button("Remove", variant="stop", scale=1)
+
+        ask_event = gr.on(
+            [question.submit, send.click],
+            respond,
+            [question, chatbot, turns, model, k, language, source, date_from, date_to],
+            [chatbot, turns, markdown, question],
+            concurrency_limit=CHAT_CONCURRENCY,
+            concurrency_id="chat",
+            trigger_mode="once",  # one answer at a time per tab; a second Enter while one runs is ignored
+            show_progress="minimal",
+        )
+        # Not queued: Stop and Clear must act at once, also when every worker is busy answering.
+        stop_button.click(stop, None, None, queue=False)
+        clear_button.click(clear, None, [chatbot, turns, markdown], queue=False, cancels=[ask_event])
+        side_outputs = [status, documents, to_remove]
+        # Indexing runs under its own concurrency id, so the chat keeps answering while a file is indexed.
+        upload.upload(
+            add_documents,
+            [upload, model],
+            [upload_status, *side_outputs, upload],
+            concurrency_limit=1,
+            concurrency_id="index",
+        )
+        remove.click(delete_document, [to_remove, model], [upload_status, *side_outputs], concurrency_id="index")
+        model.change(lambda m: status_markdown(assistant, m or None), model, status, queue=False)
+        ui.load(side_panel, model, side_outputs)
     return ui
 
 
+# -- start -------------------------------------------------------------------------------------------------------
+
+
+class StartupError(Exception):
+    """The app refuses to start; the message says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def launch_settings(
+    host: str | None, port: int | None, auth: str | None, environ: Mapping[str, str]
+) -> tuple[str, int, tuple[str, str] | None]:
+    """(host, port, credentials) from the flags, else the environment, else the safe defaults.
+
+    Listening on anything but the loopback address requires credentials: otherwise anyone on the network could
+    read, add and delete documents."""
+    host = host or environ.get(HOST_ENV) or DEFAULT_HOST
+    if port is None:
+        raw = environ.get(PORT_ENV) or str(DEFAULT_PORT)
+        try:
+            port = int(raw)
+        except ValueError:
+            raise StartupError(f"{PORT_ENV}={raw!r} is not a port number.") from None
+    if not 0 < port < 65536:
+        raise StartupError(f"Port {port} is out of range (1-65535).")
+    credentials = None
+    if auth:
+        user, sep, password = auth.partition(":")
+        if not sep or not user or not password:
+            raise StartupError("--auth must look like USER:PASSWORD, both non-empty.")
+        credentials = (user, password)
+    elif environ.get(USER_ENV) or environ.get(PASSWORD_ENV):
+        if not (environ.get(USER_ENV) and environ.get(PASSWORD_ENV)):
+            raise StartupError(f"Set both {USER_ENV} and {PASSWORD_ENV}, or neither.")
+        credentials = (environ[USER_ENV], environ[PASSWORD_ENV])
+    if not is_loopback(host) and credentials is None:
+        raise StartupError(
+            f"Refusing to listen on {host} without a password: anyone who can reach this machine could read, add "
+            f"and delete your documents. Set {USER_ENV} and {PASSWORD_ENV} (or pass --auth USER:PASSWORD), or "
+            f"listen on {DEFAULT_HOST}."
+        )
+    return host, port, credentials
+
+
+def warm_up(assistant: rag.Assistant, started: float) -> None:
+    """Load the embedding and chat models in the background, so the page is up at once and the first
+    question does not pay for loading them."""
+    try:
+        assistant.embedder  # noqa: B018 - the property loads the model
+        assistant.generator()
+    except rag.RagError as exc:
+        print(f"warning: {exc}", file=sys.stderr, flush=True)
+        return
+    print(f"Models loaded {time.perf_counter() - started:.1f} s after start: ready to answer.", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description="Start the news assistant in the browser.")
     parser.add_argument("--config", help="config file (default: ./config.toml)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--corpus", help="folder of documents (overrides [corpus] path)")
+    parser.add_argument("--index", help="index folder (overrides [index] path)")
+    parser.add_argument("--model", help='chat model: "quality", "fast", "test" or a .gguf file ([generation] model)')
+    parser.add_argument("--build", action="store_true", help="bring the index up to date before starting")
+    parser.add_argument("--host", help=f"address to listen on (default: ${HOST_ENV} or {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, help=f"port (default: ${PORT_ENV} or {DEFAULT_PORT})")
+    parser.add_argument("--auth", help=f"USER:PASSWORD required to open the app (or ${USER_ENV} / ${PASSWORD_ENV})")
     args = parser.parse_args(argv)
     try:
-        assistant = rag.Assistant(rag.load_config(args.config))
+        host, port, credentials = launch_settings(args.host, args.port, args.auth, os.environ)
+        config = rag.load_config(args.config, corpus=args.corpus, index=args.index)
+        if args.model:
+            config = config.with_overrides(generation={"model": args.model})
+        assistant = rag.Assistant(config)
+        if args.build:
+            print(build_summary_text(assistant.build_index()), flush=True)
         assistant.index()  # fail now, with the fix in the message, rather than on the first question
-    except rag.RagError as exc:
+    except (StartupError, rag.RagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    build_ui(assistant).launch(server_name=args.host, server_port=args.port)
+    _, max_bytes = upload_limits(config)
+    ui = build_ui(assistant)  # before the warm-up, which holds the Assistant's lock while a model loads
+    threading.Thread(target=warm_up, args=(assistant, started), daemon=True).start()
+    ui.queue(default_concurrency_limit=1).launch(
+        server_name=host,
+        server_port=port,
+        auth=credentials,
+        theme=THEME,
+        css=CSS,
+        ssr_mode=False,  # server-side rendering would need Node; the plain page needs nothing else
+        show_error=True,
+        max_file_size=max_bytes,  # refused by Gradio before the upload is written to its temporary folder
+        mcp_server=False,
+        pwa=False,
+    )
     return 0
 
 

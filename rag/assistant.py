@@ -213,7 +213,7 @@ class Assistant:
         timings = {"retrieval": round(time.perf_counter() - started, 3)}
         base = dict(question=question, lang=answer_lang, standalone_question=standalone, model=generator.name)
 
-        if not evidence or evidence[0].score < settings.refuse_below:
+        if not evidence or max(e.score for e in evidence) < settings.refuse_below:
             timings["total"] = round(time.perf_counter() - started, 3)
             yield StreamEvent("answer", answer=_refusal(base, hits, timings))
             return
@@ -259,7 +259,7 @@ class Assistant:
         0.5B never says it), so the decision rests on the evidence: strong enough on its own, or at least
         naming everything the question asks about. "The Chinese foreign ministry" in a corpus without China
         is refused even when the rest of the question matches well."""
-        if evidence[0].score >= self.config.answer.quote_above:
+        if max(e.score for e in evidence) >= self.config.answer.quote_above:
             return True
         # "x " so that a name opening the question counts too; question words ("What") have no index terms
         names = [n for n in grounding.names_in("x " + question) if tokenize(n)]

@@ -35,6 +35,14 @@ _INSTRUCTION = re.compile(
 )
 # Fewer than this many letters is a fragment (a dateline, a lone name), not a statement.
 _MIN_LETTERS = 25
+# Questions that ask for a date, a time or an amount: their answer is a sentence with a number in it.
+_ASKS_FOR_NUMBER = re.compile(
+    r"\b(when|what (date|day|year|time)|how (many|much|long|old)|which (date|day|year)"
+    r"|когда|сколько|какого числа|в каком году|какой (дат|год|день)"
+    r"|nə vaxt|nə zaman|hansı (tarix|gün|il)\w*|neçə)\b",
+    re.IGNORECASE,
+)
+_DIGITS = re.compile(r"\d+")
 
 
 def looks_like_instruction(sentence: str) -> bool:
@@ -53,11 +61,30 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
             sentence = hit.text[s:e]
             if (hit.source, start) in seen or sum(ch.isalpha() for ch in sentence) < _MIN_LETTERS:
                 continue
+            if _is_headline(sentence, hit.title):
+                continue  # the headline is shown with every quote anyway, and says less than the body
             seen.add((hit.source, start))
             if looks_like_instruction(sentence):
                 continue
             out.append((hit, start, end, sentence))
     return out
+
+
+def _is_headline(sentence: str, title: str) -> bool:
+    title = title.strip().rstrip(".")
+    return bool(title) and title in sentence and len(sentence) < len(title) + 30
+
+
+def answer_type_bonus(question: str, sentence: str) -> float:
+    """A sentence repeating a number of the question ("78th session") is very likely about the same event, and a
+    question asking "when" or "how many" is answered by a sentence that has a number."""
+    sentence_numbers = set(_DIGITS.findall(sentence))
+    bonus = 0.0
+    if set(_DIGITS.findall(question)) & sentence_numbers:
+        bonus += 0.2
+    if sentence_numbers and _ASKS_FOR_NUMBER.search(question):
+        bonus += 0.15
+    return bonus
 
 
 def term_overlap(question: str, sentence: str) -> float:
@@ -90,7 +117,8 @@ def select_evidence(
     # Cosines of e5 sit in a narrow band, so they are spread to 0..1 before mixing with the other two signals.
     spread = dense.max() - dense.min()
     dense_norm = (dense - dense.min()) / spread if spread > 1e-9 else np.ones_like(dense)
-    combined = 0.5 * dense_norm + 0.2 * overlap + 0.3 * passage_prior
+    bonus = np.array([answer_type_bonus(question, c[3]) for c in candidates])
+    combined = 0.5 * dense_norm + 0.2 * overlap + 0.3 * passage_prior + bonus
 
     chosen: list[Evidence] = []
     per_doc: dict[str, int] = {}

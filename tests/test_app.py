@@ -1,0 +1,373 @@
+"""app.py without a browser or models: rendering of answers, upload sanitising, removal, launch settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import app
+import rag
+from rag.prompts import REFUSAL, RELATED_LABEL
+from rag.types import Answer, Citation, Hit, StreamEvent
+
+DOC_TEXT = (
+    "Intro sentence about the meeting. " * 30
+    + "The minister said that Uzbekistan <always> supports territorial integrity. "
+    + "Closing remarks & thanks. " * 30
+)
+QUOTE = "The minister said that Uzbekistan <always> supports territorial integrity."
+EXTENSIONS, MAX_BYTES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx"), 1000
+
+
+def make_document(source: str = "004_uz.txt", text: str = DOC_TEXT) -> rag.Document:
+    return rag.Document(
+        doc_id="d1", source=source, title="Uzbek <talks>", date="2023-06", lang="az", text=text, content_hash="h"
+    )
+
+
+def make_citation(n: int = 1, source: str = "004_uz.txt") -> Citation:
+    quote_start = DOC_TEXT.index(QUOTE)
+    start, end = quote_start - 40, quote_start + len(QUOTE) + 30
+    return Citation(
+        n=n,
+        source=source,
+        title="Uzbek <talks>",
+        lang="az",
+        date="2023-06",
+        text=DOC_TEXT[start:end],
+        start=start,
+        end=end,
+        quote=QUOTE,
+        quote_start=quote_start,
+        quote_end=quote_start + len(QUOTE),
+        score=0.9,
+    )
+
+
+def make_answer(**fields) -> Answer:
+    values = dict(
+        question="What did Uzbekistan say?",
+        text="Uzbekistan supports territorial integrity [1]. It said more [2]. Unknown [7].",
+        lang="en",
+        refused=False,
+        citations=[make_citation(1), make_citation(2)],
+        standalone_question="What did Uzbekistan say?",
+        model="test",
+        timings={"total": 1.25},
+    )
+    values.update(fields)
+    return Answer(**values)
+
+
+def make_hit(source: str, title: str) -> Hit:
+    text = "Some <passage> text."
+    return Hit(source=source, title=title, date=None, lang="en", text=text, start=0, end=len(text), score=0.5)
+
+
+# -- rendering ----------------------------------------------------------------------------------------------------
+
+
+def test_markers_link_to_numbered_sources():
+    out = app.render_answer_html(make_answer(), [make_document()], prefix="a1")
+    assert '<a class="rag-cite" href="#a1-1">[1]</a>' in out
+    assert '<a class="rag-cite" href="#a1-2">[2]</a>' in out
+    assert 'id="a1-1"' in out and 'id="a1-2"' in out
+    assert "Unknown [7]." in out and "#a1-7" not in out  # a number without a source stays text
+
+
+def test_marker_lists_are_linked_one_by_one():
+    assert app.link_markers("Both [1, 2].", {1, 2}, "p") == (
+        'Both <a class="rag-cite" href="#p-1">[1]</a><a class="rag-cite" href="#p-2">[2]</a>.'
+    )
+
+
+def test_quote_is_highlighted_and_text_escaped():
+    out = app.render_answer_html(make_answer(), [make_document()], prefix="a1")
+    assert "<mark>The minister said that Uzbekistan &lt;always&gt; supports territorial integrity.</mark>" in out
+    assert "<always>" not in out and "<talks>" not in out
+    assert "Uzbek &lt;talks&gt;" in out and "<code>004_uz.txt</code>" in out and "2023-06" in out
+
+
+def test_surrounding_text_is_a_window_of_the_document():
+    out = app.render_answer_html(make_answer(citations=[make_citation(1)]), [make_document()], prefix="a1")
+    assert '<details class="rag-context">' in out
+    context = out.split('<details class="rag-context">')[1].split("</details>")[0]
+    assert context.count("<mark>") == 1
+    visible = context.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    assert 700 < len(visible) < 1100  # about 400 characters each side of the passage
+    assert "…" in context  # cut at both ends: the document is longer
+
+
+def test_no_surrounding_text_when_the_document_is_gone_or_changed():
+    answer = make_answer(citations=[make_citation(1)])
+    assert "rag-context" not in app.render_answer_html(answer, [], prefix="a1")
+    changed = make_document(text="Entirely different text now. " * 50)
+    assert "rag-context" not in app.render_answer_html(answer, [changed], prefix="a1")
+
+
+def test_html_has_no_blank_lines():
+    # a blank line would end the chatbot's HTML block and let Markdown rewrite the rest
+    doc = make_document(text=DOC_TEXT.replace("Closing", "\n\nClosing"))
+    answer = make_answer(text="Line one [1].\n\nLine two [2].")
+    for out in (app.render_answer_html(answer, [doc]), app.render_refusal_html(make_answer(refused=True))):
+        assert "\n" not in out
+
+
+def test_refusal_looks_different_and_labels_related_as_closest_matches():
+    related = [make_hit("001_a.txt", "Blinken <call>"), make_hit("002_b.txt", "OIC meeting")]
+    answer = make_answer(text=REFUSAL["en"], refused=True, citations=[], related=related, mode="refused", lang="en")
+    out = app.render_answer_html(answer, [make_document()], prefix="a1")
+    assert 'class="rag-answer rag-refused"' in out
+    assert REFUSAL["en"] in out
+    label = out.index(RELATED_LABEL["en"])
+    assert label < out.index("Blinken &lt;call&gt;") and label < out.index("OIC meeting")
+    assert "rag-source" not in out and "rag-cite" not in out and "Sources" not in out
+
+
+def test_refusal_label_follows_the_answer_language():
+    answer = make_answer(text=REFUSAL["az"], refused=True, citations=[], related=[make_hit("x.txt", "X")], lang="az")
+    assert RELATED_LABEL["az"] in app.render_answer_html(answer)
+    no_related = make_answer(text=REFUSAL["ru"], refused=True, citations=[], related=[], lang="ru")
+    assert RELATED_LABEL["ru"] not in app.render_answer_html(no_related)
+
+
+def test_rewritten_follow_up_is_shown_folded_only_when_it_differs():
+    same = app.render_answer_html(make_answer(), [])
+    assert "rag-standalone" not in same
+    rewritten = app.render_answer_html(
+        make_answer(question="And when?", standalone_question="When did Uzbekistan <say> it?"), []
+    )
+    assert '<details class="rag-standalone">' in rewritten and "When did Uzbekistan &lt;say&gt; it?" in rewritten
+
+
+def test_extractive_answers_say_they_are_quoted():
+    assert "quoted from the documents" in app.render_answer_html(make_answer(mode="extractive"), [])
+
+
+# -- the stream, as the chat shows it -------------------------------------------------------------------------------
+
+
+class FakeAssistant:
+    def __init__(self, events):
+        self.events = events
+        self.calls = []
+
+    def stream(self, question, history, **options):
+        self.calls.append((question, history, options))
+        yield from self.events
+
+    def index(self):
+        return SimpleNamespace(documents=[make_document()])
+
+
+def test_stream_shows_draft_then_replaces_it_with_the_verified_answer():
+    final = make_answer()
+    fake = FakeAssistant(
+        [
+            StreamEvent("rewrite", text="What did Uzbekistan say?"),
+            StreamEvent("queued", text="2"),
+            StreamEvent("token", text="Uzbek"),
+            StreamEvent("token", text="istan"),
+            StreamEvent("answer", answer=final),
+        ]
+    )
+    history = [{"role": "user", "content": "Earlier?"}, {"role": "assistant", "content": "Yes [1]."}]
+    steps = list(app.answer_turns(fake, "And?", history, threading.Event(), {"model": "test", "k": 3}, "p"))
+    assert "2 requests ahead" in steps[2][0]
+    assert "Uzbekistan" in steps[-2][0] and "rag-draft" in steps[-2][0]
+    body, answer = steps[-1]
+    assert answer is final and "rag-draft" not in body and '<a class="rag-cite" href="#p-1">' in body
+    assert all(answer is None for _, answer in steps[:-1])
+    question, passed_history, options = fake.calls[0]
+    assert passed_history == history and options["model"] == "test" and isinstance(options["cancel"], threading.Event)
+
+
+def test_stopped_generation_is_not_shown_as_a_refusal():
+    cancel = threading.Event()
+    cancel.set()
+    refused = make_answer(text=REFUSAL["en"], refused=True, citations=[], mode="refused")
+    fake = FakeAssistant([StreamEvent("token", text="Partial"), StreamEvent("answer", answer=refused)])
+    body, answer = list(app.answer_turns(fake, "Q?", [], cancel, {}, "p"))[-1]
+    assert answer is None and "rag-stopped" in body and REFUSAL["en"] not in body and "Partial" in body
+
+
+def test_status_line_comes_from_stats():
+    stats = {
+        "documents": 5,
+        "passages": 37,
+        "languages": {"az": 3, "en": 1, "ru": 1},
+        "model": "multilingual-e5-small",
+        "built": "2025-11-23T16:22:45+00:00",
+    }
+    config = rag.load_config({"generation": {"model": "fast"}})
+    fake = SimpleNamespace(stats=lambda: stats, config=config)
+    line = app.status_markdown(fake)
+    for part in ("5", "37", "az 3", "en 1", "ru 1", "fast", "multilingual-e5-small", "2025-11-23 16:22:45 UTC"):
+        assert part in line
+    assert "quality" in app.status_markdown(fake, "quality")
+
+
+# -- uploads ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "a" / "b" / "corpus"  # deep, so that "../../x.txt" would still land inside tmp_path
+    folder.mkdir(parents=True)
+    (folder / "existing.txt").write_text("the original document", encoding="utf-8")
+    return folder
+
+
+def upload_file(tmp_path: Path, content: bytes = b"Some news text.") -> Path:
+    path = tmp_path / "incoming" / "upload.bin"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../x.txt", "x.txt"),
+        ("..\\..\\windows\\x.txt", "x.txt"),
+        ("/etc/passwd.txt", "passwd.txt"),
+        ("my report 'final' \"v2\".txt", "my_report_final_v2.txt"),
+        ("Özbəkistan xəbəri.md", "Özbəkistan_xəbəri.md"),
+        ("Узбекистан.TXT", "Узбекистан.txt"),
+        ("--rm -rf.txt", "rm_-rf.txt"),
+        (".hidden.txt", "hidden.txt"),
+        ("...txt", "document.txt"),
+        ("a\x00b;c|d.txt", "a_b_c_d.txt"),
+    ],
+)
+def test_safe_filename(name, expected):
+    assert app.safe_filename(name) == expected
+
+
+def test_safe_filename_is_short():
+    assert len(app.safe_filename("x" * 500 + ".txt")) <= app.MAX_NAME_CHARS + 4
+
+
+@pytest.mark.parametrize(
+    "name", ["../../x.txt", "/tmp/abs.txt", "..\\evil.md", "-leading-dash.txt", "spaces and 'quotes'.txt", "Мир.txt"]
+)
+def test_upload_lands_inside_the_corpus_folder(tmp_path, corpus, name):
+    incoming = upload_file(tmp_path)
+    outside_before = tree(tmp_path) - {f"a/b/corpus/{p}" for p in tree(corpus)}
+    saved = app.save_upload(incoming, name, corpus, EXTENSIONS, MAX_BYTES)
+    assert saved.path.parent == corpus.resolve()
+    assert saved.path.read_bytes() == b"Some news text."
+    assert not saved.path.name.startswith(("-", "."))
+    outside_after = tree(tmp_path) - {f"a/b/corpus/{p}" for p in tree(corpus)}
+    assert outside_after == outside_before  # nothing written outside the corpus folder
+    assert (corpus / "existing.txt").read_text(encoding="utf-8") == "the original document"
+
+
+def test_absolute_path_without_an_accepted_type_is_rejected(tmp_path, corpus):
+    with pytest.raises(app.UploadRejected, match="not accepted"):
+        app.save_upload(upload_file(tmp_path), "/etc/passwd", corpus, EXTENSIONS, MAX_BYTES)
+    assert tree(corpus) == {"existing.txt"}
+
+
+def test_same_name_as_an_existing_document_is_renamed_and_said_so(tmp_path, corpus):
+    first = app.save_upload(upload_file(tmp_path, b"new one"), "existing.txt", corpus, EXTENSIONS, MAX_BYTES)
+    second = app.save_upload(upload_file(tmp_path, b"newer"), "../existing.txt", corpus, EXTENSIONS, MAX_BYTES)
+    assert (first.path.name, second.path.name) == ("existing-2.txt", "existing-3.txt")
+    assert first.renamed and "renamed" in first.message() and "existing-2.txt" in first.message()
+    assert (corpus / "existing.txt").read_text(encoding="utf-8") == "the original document"
+    assert first.path.read_bytes() == b"new one" and second.path.read_bytes() == b"newer"
+    fresh = app.save_upload(upload_file(tmp_path), "fresh.txt", corpus, EXTENSIONS, MAX_BYTES)
+    assert not fresh.renamed and "renamed" not in fresh.message()
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path, corpus):
+    target = corpus.parent / "outside.txt"
+    (corpus / "link.txt").symlink_to(target)  # dangling: writing through it would create a file outside
+    saved = app.save_upload(upload_file(tmp_path), "link.txt", corpus, EXTENSIONS, MAX_BYTES)
+    assert saved.path.name == "link-2.txt" and not target.exists()
+
+
+@pytest.mark.parametrize("name", ["program.exe", "script.py", "archive.txt.zip", "noextension"])
+def test_wrong_type_is_rejected(tmp_path, corpus, name):
+    with pytest.raises(app.UploadRejected, match="not accepted.*Accepted: .txt"):
+        app.save_upload(upload_file(tmp_path), name, corpus, EXTENSIONS, MAX_BYTES)
+    assert tree(corpus) == {"existing.txt"}
+
+
+def test_oversized_and_empty_uploads_are_rejected(tmp_path, corpus):
+    with pytest.raises(app.UploadRejected, match="limit"):
+        app.save_upload(upload_file(tmp_path, b"x" * (MAX_BYTES + 1)), "big.txt", corpus, EXTENSIONS, MAX_BYTES)
+    with pytest.raises(app.UploadRejected, match="empty"):
+        app.save_upload(upload_file(tmp_path, b""), "empty.txt", corpus, EXTENSIONS, MAX_BYTES)
+    assert tree(corpus) == {"existing.txt"}
+
+
+def test_upload_limits_come_from_the_corpus_config():
+    config = rag.load_config({"corpus": {"extensions": [".TXT", ".md"], "max_file_mb": 2}})
+    assert app.upload_limits(config) == ((".txt", ".md"), 2 * 1024 * 1024)
+    big = rag.load_config({"corpus": {"max_file_mb": 10_000}})
+    assert app.upload_limits(big)[1] == app.UPLOAD_CAP_MB * 1024 * 1024
+
+
+# -- removal ------------------------------------------------------------------------------------------------------
+
+
+def test_remove_deletes_only_files_inside_the_corpus(tmp_path, corpus):
+    outside = corpus.parent / "outside.txt"
+    outside.write_text("keep me", encoding="utf-8")
+    for source in ("../outside.txt", str(outside), "/etc/passwd", ".", "sub/../../outside.txt"):
+        with pytest.raises(app.UploadRejected):
+            app.remove_document(source, corpus)
+    assert outside.exists()
+    with pytest.raises(app.UploadRejected, match="no longer"):
+        app.remove_document("missing.txt", corpus)
+    assert app.remove_document("existing.txt", corpus) == corpus.resolve() / "existing.txt"
+    assert tree(corpus) == set()
+
+
+# -- starting -----------------------------------------------------------------------------------------------------
+
+
+def test_defaults_listen_on_loopback_without_auth():
+    assert app.launch_settings(None, None, None, {}) == ("127.0.0.1", 7860, None)
+    assert app.launch_settings("localhost", 9000, None, {}) == ("localhost", 9000, None)
+    assert app.launch_settings("::1", None, None, {})[0] == "::1"
+
+
+def test_other_addresses_need_credentials():
+    for host in ("0.0.0.0", "192.168.1.5", "example.org"):
+        with pytest.raises(app.StartupError, match="Refusing to listen"):
+            app.launch_settings(host, None, None, {})
+    assert app.launch_settings("0.0.0.0", None, "ann:s3:cret", {}) == ("0.0.0.0", 7860, ("ann", "s3:cret"))
+    env = {"RAG_APP_HOST": "0.0.0.0", "RAG_APP_PORT": "8080", "RAG_APP_USER": "ann", "RAG_APP_PASSWORD": "pw"}
+    assert app.launch_settings(None, None, None, env) == ("0.0.0.0", 8080, ("ann", "pw"))
+    with pytest.raises(app.StartupError, match="Refusing"):
+        app.launch_settings(None, None, None, {"RAG_APP_HOST": "0.0.0.0"})
+
+
+@pytest.mark.parametrize(
+    ("auth", "env"),
+    [("nopassword", {}), (":pw", {}), ("user:", {}), (None, {"RAG_APP_USER": "ann"}), (None, {"RAG_APP_PORT": "x"})],
+)
+def test_bad_settings_are_refused_with_a_message(auth, env):
+    with pytest.raises(app.StartupError):
+        app.launch_settings(None, None, auth, env)
+
+
+def test_main_refuses_an_exposed_address_without_credentials(capsys, monkeypatch):
+    for name in ("RAG_APP_USER", "RAG_APP_PASSWORD", "RAG_APP_HOST", "RAG_APP_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert app.main(["--host", "0.0.0.0"]) == 1
+    assert "Refusing to listen on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_theme_and_css_fetch_nothing_from_elsewhere():
+    assert "url(" not in app.CSS
+    assert "googleapis" not in str(app.THEME._stylesheets)
