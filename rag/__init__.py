@@ -4,6 +4,7 @@
     cfg = rag.load_config()
     rag.build_index(cfg)
     hits = rag.search("What did Uzbekistan say about territorial integrity?", k=5)
+    ans = rag.answer("What did Uzbekistan say about territorial integrity?")
 
 Everything public is re-exported here; the modules below are the steps of the pipeline.
 """
@@ -27,10 +28,14 @@ for _name, _value in (
 from .assistant import Assistant  # noqa: E402
 from .config import Config, load_config  # noqa: E402
 from .errors import ConfigError, IndexLoadError, IndexMismatchError, ModelError, RagError  # noqa: E402
-from .types import BuildSummary, Document, Hit, Passage, SkippedFile  # noqa: E402
+from .types import Answer, BuildSummary, Citation, Document, Hit, Passage, SkippedFile, StreamEvent  # noqa: E402
 
 __all__ = [
+    "Answer",
     "Assistant",
+    "Citation",
+    "StreamEvent",
+    "answer",
     "BuildSummary",
     "Config",
     "ConfigError",
@@ -67,3 +72,11 @@ def build_index(config: Config | None = None, *, rebuild: bool = False) -> Build
 def search(query: str, k: int = 5, *, config: Config | None = None, **filters: str | None) -> list[Hit]:
     """Hybrid cross-lingual search; filters: lang, source (file or glob), date_from, date_to."""
     return get_assistant(config).search(query, k, **filters)
+
+
+def answer(question: str, history: list[dict] | None = None, *, config: Config | None = None, **options) -> Answer:
+    """A short answer in the question's language with verified citations, or a plain refusal.
+
+    history: earlier turns as [{"role": "user" | "assistant", "content": ...}]; options: model ("fast",
+    "quality", a .gguf path), k, lang, source, date_from, date_to, reply_lang, cancel."""
+    return get_assistant(config).answer(question, history, **options)
