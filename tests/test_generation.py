@@ -243,3 +243,27 @@ def test_server_cancel_and_errors(llama_server):
     wrong_path = ServerGenerator(llama_server + "/api", "smollm2", api_key=API_KEY, timeout_s=30)
     with pytest.raises(RagError, match=r"/api/chat/completions answered HTTP 404.*server_url"):
         reply(wrong_path)
+
+
+@pytest.mark.llm
+@pytest.mark.model
+def test_an_answer_through_the_openai_compatible_server(llama_server, real_assistant_factory, monkeypatch):
+    """The whole answer pipeline with [generation] server_url: the structure holds whatever the model says."""
+    from tests.conftest import SEEDS
+
+    monkeypatch.setenv("RAG_TEST_SERVER_KEY", API_KEY)
+    seeds = real_assistant_factory(SEEDS)
+    seeds.build_index()
+    cfg = seeds.config.with_overrides(
+        generation={"server_url": llama_server, "server_model": "smollm2", "api_key_env": "RAG_TEST_SERVER_KEY"}
+    )
+    import rag
+
+    assistant = rag.Assistant(cfg, embedder=seeds.embedder)
+    answer = assistant.answer("What did Uzbekistan say about territorial integrity?")
+    assert answer.model == "server:smollm2"
+    assert not answer.refused and answer.citations
+    texts = {d.source: d.text for d in assistant.index().documents}
+    for c in answer.citations:
+        assert texts[c.source][c.start : c.end] == c.text
+        assert texts[c.source][c.quote_start : c.quote_end] == c.quote
