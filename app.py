@@ -21,7 +21,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import gradio as gr
@@ -46,6 +46,7 @@ UPLOAD_CAP_MB = 50
 MAX_NAME_CHARS = 100  # of a saved file's name, before its extension
 CONTEXT_CHARS = 400  # surrounding text shown on each side of a cited passage (about 800 characters in all)
 RELATED_SNIPPET_CHARS = 240
+TITLE_CHARS = 90  # in the table of documents
 
 EXAMPLES = [
     "What did Uzbekistan say about territorial integrity?",
@@ -282,14 +283,21 @@ class UploadRejected(ValueError):
 class SavedUpload:
     path: Path  # where the file now lies, inside the corpus folder
     original: str  # the name it was uploaded as
+    wanted: str  # the sanitised name, which the file has unless a document of that name existed
 
     @property
     def renamed(self) -> bool:
-        return self.path.name != PurePosixPath(self.original.replace("\\", "/")).name
+        """True when a document named `wanted` existed already, so the file got a suffix."""
+        return self.path.name != self.wanted
 
     def message(self) -> str:
         if self.renamed:
-            return f"Saved {self.original!r} as {self.path.name!r} (renamed: a document of that name exists already)."
+            return (
+                f"Saved {self.original!r} as {self.path.name!r}: a document named {self.wanted!r} exists already, "
+                "so the new one was renamed."
+            )
+        if self.path.name != self.original:
+            return f"Saved {self.original!r} as {self.path.name!r}."
         return f"Saved {self.path.name!r}."
 
 
@@ -356,7 +364,7 @@ def save_upload(
                 shutil.copyfileobj(src, dst)
         except FileExistsError:
             continue
-        return SavedUpload(candidate, original_name)
+        return SavedUpload(candidate, original_name, name)
     raise UploadRejected(f"{original_name!r} was not added: too many documents named {name!r}.")
 
 
@@ -378,7 +386,12 @@ def document_rows(assistant: rag.Assistant) -> list[list[str]]:
         documents = assistant.index().documents
     except rag.RagError:
         return []
-    return [[d.source, d.title, d.date or "", d.lang] for d in sorted(documents, key=lambda d: d.source)]
+    rows = []
+    for doc in sorted(documents, key=lambda d: d.source):
+        # A file without a headline gets its first paragraph as title: keep the table readable.
+        title = doc.title if len(doc.title) <= TITLE_CHARS else doc.title[:TITLE_CHARS].rstrip() + "…"
+        rows.append([doc.source, title, doc.date or "", doc.lang])
+    return rows
 
 
 def build_summary_text(summary: rag.BuildSummary) -> str:
@@ -403,29 +416,42 @@ def _filters(language: str, source: str, date_from: str, date_to: str) -> dict:
     }
 
 
+@dataclass
+class Turn:
+    """One answer being produced: `cancel` is passed to Assistant.stream, `cleared` says the conversation was
+    cleared meanwhile, so nothing of this answer may reappear in it."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cleared: bool = False
+
+
 class Sessions:
-    """The Stop button's handle on each browser session's running answer (a threading.Event per answer)."""
+    """The Stop and Clear buttons' handle on each browser session's running answer.
+
+    Stopping goes through the threading.Event rather than Gradio's `cancels`: the model then ends its reply
+    after the current token and releases its lock, and a cancel cannot hit a question asked right after."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._cancels: dict[str, threading.Event] = {}
+        self._turns: dict[str, Turn] = {}
 
-    def start(self, session: str) -> threading.Event:
-        event = threading.Event()
+    def start(self, session: str) -> Turn:
+        turn = Turn()
         with self._lock:
-            self._cancels[session] = event
-        return event
+            self._turns[session] = turn
+        return turn
 
-    def stop(self, session: str) -> None:
+    def stop(self, session: str, *, clear: bool = False) -> None:
         with self._lock:
-            event = self._cancels.get(session)
-        if event is not None:
-            event.set()
+            turn = self._turns.get(session)
+        if turn is not None:
+            turn.cleared = turn.cleared or clear
+            turn.cancel.set()
 
-    def finish(self, session: str, event: threading.Event) -> None:
+    def finish(self, session: str, turn: Turn) -> None:
         with self._lock:
-            if self._cancels.get(session) is event:
-                del self._cancels[session]
+            if self._turns.get(session) is turn:
+                del self._turns[session]
 
 
 def answer_turns(
@@ -474,34 +500,37 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         session = request.session_hash or "anonymous"
-        cancel = sessions.start(session)
+        turn = sessions.start(session)
         chat = list(chat or []) + [{"role": "user", "content": question}]
         options = dict(model=model or None, k=int(k), **_filters(language, source, date_from, date_to))
-        prefix = f"src-{uuid.uuid4().hex[:8]}"
-        final: Answer | None = None
+        prefix = f"src-{uuid.uuid4().hex[:8]}"  # anchors unique on the page, whatever else the chat shows
         try:
-            for body, answer in answer_turns(assistant, question, list(turns or []), cancel, options, prefix):
-                final = answer
-                yield chat + [{"role": "assistant", "content": body}], gr.skip(), gr.skip(), ""
+            for body, answer in answer_turns(assistant, question, list(turns or []), turn.cancel, options, prefix):
+                if turn.cleared:
+                    return
+                shown = chat + [{"role": "assistant", "content": body}]
+                if answer is None:
+                    yield shown, gr.skip(), gr.skip(), ""
+                else:
+                    # The conversation rag sees is plain text: the question and the verified answer, not the HTML.
+                    new_turns = list(turns or []) + [
+                        {"role": "user", "content": question},
+                        {"role": "assistant", "content": answer.text},
+                    ]
+                    yield shown, new_turns, answer.to_markdown(), ""
         except (rag.RagError, ValueError) as exc:
-            yield chat + [{"role": "assistant", "content": render_error_html(str(exc))}], gr.skip(), gr.skip(), ""
+            if not turn.cleared:
+                error = render_error_html(str(exc))
+                yield chat + [{"role": "assistant", "content": error}], gr.skip(), gr.skip(), ""
             return
         finally:
-            sessions.finish(session, cancel)
-        if final is None:
-            return
-        # The conversation rag sees is plain text: the question and the verified answer, not the HTML.
-        new_turns = list(turns or []) + [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": final.text},
-        ]
-        yield gr.skip(), new_turns, final.to_markdown(), gr.skip()
+            sessions.finish(session, turn)
 
     def stop(request: gr.Request):
         sessions.stop(request.session_hash or "anonymous")
 
     def clear(request: gr.Request):
-        sessions.stop(request.session_hash or "anonymous")
+        sessions.stop(request.session_hash or "anonymous", clear=True)
         return [], [], ""
 
     def side_panel(model):
@@ -574,7 +603,8 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
                 chatbot = gr.Chatbot(
                     elem_id="chat",
                     label="Conversation",
-                    height=560,
+                    height="72vh",  # most of the window, whatever its size
+                    min_height=420,
                     latex_delimiters=[],  # "$5 million" is money, not LaTeX
                     feedback_options=None,
                     placeholder="Ask a question about the news articles, or pick an example below.",
@@ -614,12 +644,12 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
                     )
                     upload_status = gr.Markdown(elem_id="upload-status")
                     documents = gr.Dataframe(
-                        headers=["File", "Title", "Date", "Language"],
+                        headers=["File", "Title", "Date", "Lang"],
                         value=document_rows(assistant),
                         interactive=False,
                         wrap=True,
                         max_height=320,
-                        column_widths=["34%", "44%", "12%", "10%"],
+                        column_widths=["32%", "44%", "12%", "12%"],
                         label="Indexed documents",
                         elem_id="documents",
                     )
@@ -627,7 +657,7 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
                         to_remove = gr.Dropdown([], label="Remove a document", scale=3)
                         remove = gr.Button("Remove", variant="stop", scale=1)
 
-        ask_event = gr.on(
+        gr.on(
             [question.submit, send.click],
             respond,
             [question, chatbot, turns, model, k, language, source, date_from, date_to],
@@ -639,7 +669,7 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
         )
         # Not queued: Stop and Clear must act at once, also when every worker is busy answering.
         stop_button.click(stop, None, None, queue=False)
-        clear_button.click(clear, None, [chatbot, turns, markdown], queue=False, cancels=[ask_event])
+        clear_button.click(clear, None, [chatbot, turns, markdown], queue=False)
         side_outputs = [status, documents, to_remove]
         # Indexing runs under its own concurrency id, so the chat keeps answering while a file is indexed.
         upload.upload(

@@ -173,7 +173,7 @@ def test_stream_yields_tokens_then_the_final_answer(seeds_embedder):
 @pytest.mark.llm
 def test_smollm2_through_the_whole_pipeline_holds_the_structure(seeds_embedder):
     """SmolLM2 writes nonsense; whatever it writes, what is shown is grounded and well-formed."""
-    cfg = seeds_embedder.config.with_overrides(generation={"model": "test"})
+    cfg = seeds_embedder.config.with_overrides(generation={"model": "test", "max_tokens": 48, "threads": 1})
     assistant = rag.Assistant(cfg, embedder=seeds_embedder.embedder)
     for question in [UZBEKISTAN, "Blinken İlham Əliyevə hansı tarixdə zəng edib?", "Кто возглавлял делегацию?"]:
         answer = assistant.answer(question)
@@ -189,7 +189,7 @@ def test_smollm2_through_the_whole_pipeline_holds_the_structure(seeds_embedder):
 
 @pytest.mark.llm
 def test_concurrent_answers_are_serialised_and_identical(seeds_embedder):
-    cfg = seeds_embedder.config.with_overrides(generation={"model": "test", "max_tokens": 24})
+    cfg = seeds_embedder.config.with_overrides(generation={"model": "test", "max_tokens": 24, "threads": 1})
     assistant = rag.Assistant(cfg, embedder=seeds_embedder.embedder)
     results, errors = [], []
 

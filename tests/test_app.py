@@ -281,6 +281,7 @@ def test_same_name_as_an_existing_document_is_renamed_and_said_so(tmp_path, corp
     second = app.save_upload(upload_file(tmp_path, b"newer"), "../existing.txt", corpus, EXTENSIONS, MAX_BYTES)
     assert (first.path.name, second.path.name) == ("existing-2.txt", "existing-3.txt")
     assert first.renamed and "renamed" in first.message() and "existing-2.txt" in first.message()
+    assert "exists already" in first.message()
     assert (corpus / "existing.txt").read_text(encoding="utf-8") == "the original document"
     assert first.path.read_bytes() == b"new one" and second.path.read_bytes() == b"newer"
     fresh = app.save_upload(upload_file(tmp_path), "fresh.txt", corpus, EXTENSIONS, MAX_BYTES)
@@ -371,3 +372,21 @@ def test_main_refuses_an_exposed_address_without_credentials(capsys, monkeypatch
 def test_theme_and_css_fetch_nothing_from_elsewhere():
     assert "url(" not in app.CSS
     assert "googleapis" not in str(app.THEME._stylesheets)
+
+
+def test_a_sanitised_name_is_reported_but_not_called_a_rename(tmp_path, corpus):
+    saved = app.save_upload(upload_file(tmp_path), "wind farm.txt", corpus, EXTENSIONS, MAX_BYTES)
+    assert saved.path.name == "wind_farm.txt" and not saved.renamed
+    assert saved.message() == "Saved 'wind farm.txt' as 'wind_farm.txt'."
+
+
+def test_stop_and_clear_reach_the_running_answer_of_their_session_only():
+    sessions = app.Sessions()
+    mine, other = sessions.start("a"), sessions.start("b")
+    sessions.stop("a")
+    assert mine.cancel.is_set() and not mine.cleared and not other.cancel.is_set()
+    sessions.stop("b", clear=True)
+    assert other.cancel.is_set() and other.cleared
+    sessions.finish("a", mine)
+    sessions.stop("a", clear=True)  # nothing running any more: nothing to do
+    assert not mine.cleared

@@ -109,9 +109,21 @@ def ask(page, question: str, timeout_s: float = 120.0):
     box = page.locator("#question textarea")
     box.fill(question)
     box.press("Enter")
-    page.wait_for_function(
-        "n => document.querySelectorAll('#chat .rag-answer:not(.rag-draft)').length > n",
-        arg=before,
-        timeout=timeout_s * 1000,
-    )
+    try:
+        page.wait_for_function(
+            "n => document.querySelectorAll('#chat .rag-answer:not(.rag-draft)').length > n",
+            arg=before,
+            timeout=timeout_s * 1000,
+        )
+    except Exception as exc:  # say what the page showed instead: a hanging draft, an error, nothing
+        raise AssertionError(
+            f"no answer to {question!r} within {timeout_s:.0f} s; the chat shows:\n"
+            f"{page.locator('#chat').inner_text()[-2000:]}"
+        ) from exc
     return page.locator("#chat .rag-answer:not(.rag-draft)").last
+
+
+def clear(page) -> None:
+    """Clear the conversation and wait until the chat is empty."""
+    page.locator("#clear").click()
+    page.wait_for_function("() => !document.querySelector('#chat .rag-answer')", timeout=10_000)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from app_harness import CHROMIUM, SCREENSHOTS, ask, is_loopback_url, launch_chromium, running_app
+from app_harness import CHROMIUM, SCREENSHOTS, ask, clear, is_loopback_url, launch_chromium, running_app
 
 from rag.prompts import REFUSAL, RELATED_LABEL
 
@@ -94,6 +94,7 @@ def test_answer_shows_sources_with_the_quote_highlighted(page):
     link.click()
     shot(page, "2-sources-open")
     # the Markdown to copy holds the answer and its sources
+    page.get_by_text("Copy the last answer with its sources").click()
     markdown = page.locator("#answer-markdown textarea").input_value()
     assert UZBEKISTAN_FILE in markdown and "[1]" in markdown
 
@@ -120,7 +121,7 @@ def test_uploaded_document_is_indexed_and_cited(page, server, tmp_path):
     assert (corpus / "wind_farm_agreement.txt").read_text(encoding="utf-8") == UPLOADED_TEXT
     page.locator("#documents", has_text="wind_farm_agreement.txt").wait_for(timeout=10_000)
     shot(page, "4-uploaded")
-    page.locator("#clear").click()
+    clear(page)
     answer = ask(page, UPLOAD_QUESTION)
     shot(page, "5-upload-answer")
     assert answer.locator("li.rag-source", has_text="wind_farm_agreement.txt").count() >= 1, answer.inner_text()
@@ -128,7 +129,7 @@ def test_uploaded_document_is_indexed_and_cited(page, server, tmp_path):
 
 
 def test_question_the_documents_do_not_answer_is_refused(page):
-    page.locator("#clear").click()
+    clear(page)
     answer = ask(page, NOT_IN_DOCUMENTS)
     shot(page, "6-refusal")
     text = answer.inner_text()
