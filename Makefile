@@ -11,12 +11,12 @@ PIP    := $(BIN)/pip install -q -c constraints.txt
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test setup setup-dev models models-test index lint format bench clean
+.PHONY: run test setup setup-dev models models-test chromium index lint format bench clean
 
 run: setup models index
 	$(PY) app.py
 
-test: setup-dev models-test lint
+test: setup-dev models-test chromium lint
 	$(PY) -m pytest -q
 
 setup: $(VENV)/.runtime-installed
@@ -43,6 +43,12 @@ models: setup
 
 models-test: setup
 	$(PY) -m rag models embedding test
+
+# The browser tests drive the system Chromium (Playwright's own browser download needs the network).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else echo "The browser tests need Chromium (skipped without it): sudo apt-get install -y chromium"; fi; }
 
 index: setup
 	$(PY) -m rag index

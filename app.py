@@ -155,7 +155,11 @@ def _by_source(documents: Iterable[rag.Document] | Mapping[str, rag.Document]) -
 
 
 def render_answer_html(
-    answer: Answer, documents: Iterable[rag.Document] | Mapping[str, rag.Document] = (), prefix: str = "src"
+    answer: Answer,
+    documents: Iterable[rag.Document] | Mapping[str, rag.Document] = (),
+    prefix: str = "src",
+    *,
+    stopped: bool = False,
 ) -> str:
     """The final answer as one HTML block: text with linked [n] markers, then the numbered sources.
 
@@ -186,7 +190,7 @@ def render_answer_html(
                 )
             parts.append("</li>")
         parts.append("</ol>")
-    parts.append(_footer_html(answer))
+    parts.append(_footer_html(answer, stopped))
     parts.append("</div>")
     return "".join(parts)
 
@@ -221,8 +225,8 @@ def _standalone_html(answer: Answer) -> str:
     )
 
 
-def _footer_html(answer: Answer) -> str:
-    notes = []
+def _footer_html(answer: Answer, stopped: bool = False) -> str:
+    notes = ["stopped early: only what was verified is shown"] if stopped else []
     if answer.mode == "extractive":
         notes.append("quoted from the documents")
     if answer.model:
@@ -484,7 +488,7 @@ def answer_turns(
                 yield render_stopped_html(draft), None
                 return
             documents = assistant.index().documents
-            yield render_answer_html(event.answer, documents, prefix), event.answer
+            yield render_answer_html(event.answer, documents, prefix, stopped=cancel.is_set()), event.answer
 
 
 def build_ui(assistant: rag.Assistant) -> gr.Blocks:
@@ -555,19 +559,17 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
             return
         yield "\n\n".join(messages + ["Indexing… (you can keep asking questions meanwhile)"]), *([gr.skip()] * 3), None
         progress(0.2, desc=f"Indexing {len(saved)} new document{'s' if len(saved) > 1 else ''}")
-        warnings: list[str] = []
         try:
-            summary = assistant.build_index(warn=warnings.append)
+            summary = assistant.build_index()
         except rag.RagError as exc:
             yield "\n\n".join(messages + [f"Indexing failed: {exc}"]), *side_panel(model), None
             return
+        saved_here = {s.path.name: s.path for s in saved}  # uploads lie at the top of the corpus folder
         for skipped in summary.skipped:
-            if any(s.path.name == PurePosixPath(skipped.source).name for s in saved):
+            if skipped.source in saved_here:
                 # A file the index cannot read would only be skipped again at every build: do not keep it.
-                for s in saved:
-                    if s.path.name == PurePosixPath(skipped.source).name:
-                        s.path.unlink(missing_ok=True)
-                messages.append(f"{skipped.source} could not be read ({skipped.reason}); it was not kept.")
+                saved_here[skipped.source].unlink(missing_ok=True)
+                messages.append(f"{skipped.source} could not be read ({skipped.reason.rstrip('. ')}); it was not kept.")
         messages.append(build_summary_text(summary))
         yield "\n\n".join(messages), *side_panel(model), None
 

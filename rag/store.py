@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -127,6 +128,8 @@ def load(index_dir: Path) -> IndexData | None:
         raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
     if len(documents) != len(manifest["files"]) or (len(table) and table[:, 0].max() >= len(documents)):
         raise IndexLoadError(f"The index in {folder} is inconsistent (document counts differ). {REBUILD_HINT}")
+    if not _offsets_valid(table, documents):
+        raise IndexLoadError(f"The index in {folder} has passages outside their documents. {REBUILD_HINT}")
     passage_doc = table[:, 0].astype(np.int64)
     doc_langs = np.array([doc.lang for doc in documents], dtype=object)
     row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
@@ -144,6 +147,17 @@ def load(index_dir: Path) -> IndexData | None:
     )
 
 
+def _offsets_valid(table: np.ndarray, documents: list[Document]) -> bool:
+    """Every passage row is (document, start, end) with 0 <= start < end <= the document's length."""
+    if table.dtype != np.int64:
+        return False
+    if not len(table):
+        return True
+    lengths = np.array([len(doc.text) for doc in documents], dtype=np.int64)
+    docs, starts, ends = table[:, 0], table[:, 1], table[:, 2]
+    return bool((docs >= 0).all() and (starts >= 0).all() and (starts < ends).all() and (ends <= lengths[docs]).all())
+
+
 def _lines(path: Path) -> Iterator[str]:
     with path.open(encoding="utf-8") as fh:
         for line in fh:
@@ -152,11 +166,23 @@ def _lines(path: Path) -> Iterator[str]:
 
 
 def _check_sizes(folder: Path, manifest: dict) -> None:
-    # A truncated or swapped file is caught here, before FAISS or numpy try to parse it.
+    # A truncated or swapped file is caught here, before FAISS or numpy try to parse it. Small files are also
+    # checked by content: a same-size garbage passage table would otherwise load and point at nothing.
     for name, size in manifest.get("sizes", {}).items():
         path = folder / name
         if not path.is_file() or path.stat().st_size != size:
             raise IndexLoadError(f"The index file {path} is missing or truncated. {REBUILD_HINT}")
+    for name, digest in manifest.get("checksums", {}).items():
+        if _sha256(folder / name) != digest:
+            raise IndexLoadError(f"The index file {folder / name} is damaged (checksum differs). {REBUILD_HINT}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_generation(
@@ -185,7 +211,9 @@ def write_generation(
         centroid_table = np.stack([centroids[lang] for lang in langs]) if langs else np.zeros((0, vectors.dim))
         np.save(tmp / "centroids.npy", centroid_table.astype(np.float32), allow_pickle=False)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-        full = dict(manifest, format=FORMAT_VERSION, sizes=sizes, centroid_langs=langs)
+        # Checksums for all but the vectors: FAISS validates its own file, and hashing it would slow every load.
+        checksums = {name: _sha256(tmp / name) for name in sizes if name != "dense.faiss"}
+        full = dict(manifest, format=FORMAT_VERSION, sizes=sizes, checksums=checksums, centroid_langs=langs)
         (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
         for path in tmp.rglob("*"):
             if path.is_file():
@@ -198,10 +226,11 @@ def write_generation(
         _fsync(pointer_tmp)
         os.replace(pointer_tmp, index_dir / CURRENT)
         _fsync_dir(index_dir)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # FAISS reports a failed write (a full disk) as RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
         raise RagError(
-            f"Could not write the index to {index_dir} ({exc.strerror or exc}). "
+            f"Could not write the index to {index_dir} ({reason}). "
             "The previous index is untouched; free some disk space or fix permissions and run the build again."
         ) from exc
     prune(index_dir, keep=keep)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-import app
 import rag
+
+# app.py is a script at the repository root, not part of the installed package: import it from there also when
+# pytest runs from elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import app  # noqa: E402
 from rag.prompts import REFUSAL, RELATED_LABEL
 from rag.types import Answer, Citation, Hit, StreamEvent
 
@@ -192,6 +197,14 @@ def test_stopped_generation_is_not_shown_as_a_refusal():
     fake = FakeAssistant([StreamEvent("token", text="Partial"), StreamEvent("answer", answer=refused)])
     body, answer = list(app.answer_turns(fake, "Q?", [], cancel, {}, "p"))[-1]
     assert answer is None and "rag-stopped" in body and REFUSAL["en"] not in body and "Partial" in body
+
+
+def test_stopped_generation_shows_only_the_verified_part_and_says_so():
+    cancel = threading.Event()
+    cancel.set()
+    fake = FakeAssistant([StreamEvent("token", text="Partial"), StreamEvent("answer", answer=make_answer())])
+    body, answer = list(app.answer_turns(fake, "Q?", [], cancel, {}, "p"))[-1]
+    assert answer is not None and "stopped early" in body and "rag-cite" in body
 
 
 def test_status_line_comes_from_stats():

@@ -18,14 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_harness import ROOT, ask, launch_chromium, running_app  # noqa: E402
 
 QUESTION = "What did Uzbekistan say about territorial integrity?"
-# Scroll the chat's own scrolling box (not the page) so that the answer starts at its top.
+# Scroll the chat's own scrolling box (not the page) so that the question and its answer start at its top.
 SCROLL_TO_ANSWER = """() => {
-  const answer = document.querySelector('#chat .rag-answer:not(.rag-draft)');
+  const rows = document.querySelectorAll('#chat .user-row');
+  const answer = rows.length ? rows[rows.length - 1] : document.querySelector('#chat .rag-answer');
   let box = answer.parentElement;
   while (box && !(box.scrollHeight > box.clientHeight && /(auto|scroll)/.test(getComputedStyle(box).overflowY))) {
     box = box.parentElement;
   }
-  if (box) box.scrollTop += answer.getBoundingClientRect().top - box.getBoundingClientRect().top - 60;
+  if (box) box.scrollTop += answer.getBoundingClientRect().top - box.getBoundingClientRect().top - 10;
   window.scrollTo(0, 0);
 }"""
 
@@ -50,10 +51,11 @@ def main() -> int:
         answer = ask(page, QUESTION, timeout_s=300)
         print(f"answered in {time.monotonic() - started:.1f} s: {answer.inner_text()[:200]!r}")
         answer.locator("details.rag-context summary").first.click()
+        time.sleep(1)  # the chat scrolls itself to the bottom when its content grows: let it, then scroll back
         # Show the answer from its first line, with the opened source below it.
         page.evaluate(SCROLL_TO_ANSWER)
         page.mouse.move(0, 0)
-        time.sleep(0.5)
+        time.sleep(1)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=args.out)
         browser.close()

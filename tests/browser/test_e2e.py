@@ -1,9 +1,9 @@
 """The app end to end: a real server (app.py with the small "test" chat model) driven by headless Chromium.
 
 One server for the module, the tests in order: an answer with its sources, a follow-up, an upload that then
-gets cited, a refusal, two tabs at once, and last the check that no request left 127.0.0.1. Screenshots of
-each step go to tests/screenshots/. Needs /usr/bin/chromium (`make test` installs it) and the test chat model
-(`python -m rag models test`).
+gets cited and its removal, a refusal, two tabs at once, and last the check that no request left 127.0.0.1.
+Screenshots of each step go to tests/screenshots/. Needs /usr/bin/chromium (`make test` installs it) and the
+test chat model (`python -m rag models test`).
 """
 
 from __future__ import annotations
@@ -126,6 +126,18 @@ def test_uploaded_document_is_indexed_and_cited(page, server, tmp_path):
     shot(page, "5-upload-answer")
     assert answer.locator("li.rag-source", has_text="wind_farm_agreement.txt").count() >= 1, answer.inner_text()
     assert "500" in answer.inner_text()
+
+
+def test_removed_document_leaves_the_corpus_and_the_index(page, server):
+    _, corpus = server
+    page.get_by_label("Remove a document").click()
+    page.get_by_role("option", name="wind_farm_agreement.txt").click()
+    page.get_by_role("button", name="Remove").click()
+    status = page.locator("#upload-status")
+    status.filter(has_text="removed wind_farm_agreement.txt").wait_for(timeout=60_000)
+    assert not (corpus / "wind_farm_agreement.txt").exists()
+    assert "wind_farm_agreement.txt" not in page.locator("#documents").inner_text()
+    assert (corpus / "004_6ae4727e16493b4e.txt").exists()
 
 
 def test_question_the_documents_do_not_answer_is_refused(page):
