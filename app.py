@@ -24,11 +24,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import gradio as gr
-
 import rag
 from rag.prompts import RELATED_LABEL
 from rag.types import Answer
+
+STARTED = time.perf_counter()  # the "ready to answer" message counts gradio's import as part of the start
+
+# gradio only now: `import rag` has switched the Hugging Face libraries to local files only and Gradio's
+# analytics off, and huggingface_hub (which gradio imports) reads that switch when it is imported.
+import gradio as gr  # noqa: E402
 
 # -- settings ------------------------------------------------------------------------------------------------
 
@@ -751,7 +755,6 @@ def warm_up(assistant: rag.Assistant, started: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    started = time.perf_counter()
     parser = argparse.ArgumentParser(description="Start the news assistant in the browser.")
     parser.add_argument("--config", help="config file (default: ./config.toml)")
     parser.add_argument("--corpus", help="folder of documents (overrides [corpus] path)")
@@ -776,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _, max_bytes = upload_limits(config)
     ui = build_ui(assistant)  # before the warm-up, which holds the Assistant's lock while a model loads
-    threading.Thread(target=warm_up, args=(assistant, started), daemon=True).start()
+    threading.Thread(target=warm_up, args=(assistant, STARTED), daemon=True).start()
     ui.queue(default_concurrency_limit=1).launch(
         server_name=host,
         server_port=port,

@@ -3,48 +3,17 @@ integration tests, and paths to the project's seeds and the shared evaluation da
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import rag
-from rag.lexical import tokenize
+from tests.fakes import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 EVAL = ROOT.parent / "shared" / "eval"
-
-
-class FakeEmbedder:
-    """Hashed bag of index terms: instant, deterministic, and similar texts get similar vectors."""
-
-    fingerprint = "fake-embedder-v1"
-    dim = 512
-
-    def __init__(self):
-        self.calls = 0
-        self.encoded = 0
-
-    def _vector(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for term in tokenize(text):
-            h = int.from_bytes(hashlib.blake2b(term.encode(), digest_size=4).digest(), "little")
-            v[h % self.dim] += 1.0
-        norm = np.linalg.norm(v)
-        return v / norm if norm else v
-
-    def encode_queries(self, texts):
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def encode_passages(self, texts, progress=None):
-        self.calls += 1
-        self.encoded += len(texts)
-        if progress:
-            progress(len(texts))
-        return self.encode_queries(texts)
 
 
 def _config(corpus_dir: Path, index_dir: Path, sections: dict) -> rag.Config:

@@ -403,3 +403,18 @@ def test_stop_and_clear_reach_the_running_answer_of_their_session_only():
     sessions.finish("a", mine)
     sessions.stop("a", clear=True)  # nothing running any more: nothing to do
     assert not mine.cleared
+
+
+def test_importing_the_app_keeps_hugging_face_offline():
+    # gradio imports huggingface_hub, which reads HF_HUB_OFFLINE once, at import: rag must come first
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_"))}
+    code = (
+        "import app, huggingface_hub.constants as c, gradio.analytics as a\n"
+        "print(c.HF_HUB_OFFLINE, a.analytics_enabled())"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]

@@ -114,7 +114,7 @@ def test_changed_chunking_is_detected_not_mixed(corpus, make_assistant):
 
 def test_search_refuses_an_index_built_with_another_model(corpus, make_assistant, tmp_path):
     make_assistant(corpus).build_index()
-    from tests.conftest import FakeEmbedder
+    from tests.fakes import FakeEmbedder
 
     class OtherModel(FakeEmbedder):
         fingerprint = "another-model"

@@ -1,62 +1,25 @@
 """Helpers for the reliability tests, importable both by pytest and by a `python -c` child process.
 
-FakeEmbedder is a copy of the one in tests/conftest.py (hashed bag of index terms: instant and deterministic),
-with an optional sleep per passage so that a kill can be aimed at the embedding step. `slow_down_stages` makes
-reading and writing slow in the same way, and `mark` records which stage a build reached, in a file the parent
-process reads, so every trial can say where the kill landed.
+FakeEmbedder (tests/fakes.py) has an optional sleep per passage so that a kill can be aimed at the embedding
+step; `slow_down_stages` makes reading and writing slow in the same way, and `mark` records which stage a build
+reached, in a file the parent process reads, so every trial can say where the kill landed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
+import sys
 import time
 from pathlib import Path
-
-import numpy as np
-
-from rag.lexical import tokenize
 
 RELIABILITY_DIR = Path(__file__).resolve().parent
 ROOT = RELIABILITY_DIR.parent.parent
 SEEDS = ROOT / "seeds"
+if str(ROOT) not in sys.path:  # a `python -c` child process imports the shared fakes from the repository root
+    sys.path.insert(0, str(ROOT))
 
-
-class FakeEmbedder:
-    fingerprint = "fake-embedder-v1"
-    dim = 512
-
-    def __init__(self, sleep_per_passage: float = 0.0, on_embed=None):
-        self.sleep_per_passage = sleep_per_passage
-        self.on_embed = on_embed
-        self.calls = 0
-        self.encoded = 0
-
-    def _vector(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for term in tokenize(text):
-            h = int.from_bytes(hashlib.blake2b(term.encode(), digest_size=4).digest(), "little")
-            v[h % self.dim] += 1.0
-        norm = np.linalg.norm(v)
-        return v / norm if norm else v
-
-    def encode_queries(self, texts):
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def encode_passages(self, texts, progress=None):
-        self.calls += 1
-        self.encoded += len(texts)
-        if self.on_embed:
-            self.on_embed()
-        rows = []
-        for t in texts:
-            if self.sleep_per_passage:
-                time.sleep(self.sleep_per_passage)
-            rows.append(self._vector(t))
-        if progress:
-            progress(len(texts))
-        return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+from tests.fakes import FakeEmbedder  # noqa: E402, F401 - re-exported for the tests and the child process
 
 
 def mark(marker_file: str | None, stage: str) -> None:
