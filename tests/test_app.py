@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -407,9 +409,6 @@ def test_stop_and_clear_reach_the_running_answer_of_their_session_only():
 
 def test_importing_the_app_keeps_hugging_face_offline():
     # gradio imports huggingface_hub, which reads HF_HUB_OFFLINE once, at import: rag must come first
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GRADIO_"))}
     code = (
         "import app, huggingface_hub.constants as c, gradio.analytics as a\n"
