@@ -3,8 +3,8 @@
     .venv/bin/python bench/answers.py [--models quality fast] [--file ../shared/eval/seeds_dev.jsonl]
 
 Runs `rag eval` (rag.evaluation.run_eval) once per model in one process, with the embedding model loaded once,
-and replaces the block between the ANSWERS markers of bench/RESULTS.md (bench/retrieval.py keeps that block
-when it rewrites the rest). Raw reports go to bench/out/answers-<model>.json.
+and replaces the ANSWERS block of bench/RESULTS.md (see bench/results_file.py). Raw reports go to
+bench/out/answers-<model>.json.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_file import write_block  # noqa: E402
+
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
 
-START, END = "<!-- ANSWERS:START -->", "<!-- ANSWERS:END -->"
 TARGETS = {  # model -> (first token p50, total p50) in seconds, from the issue
     "quality": (3.0, 12.0),
     "fast": (1.5, 6.0),
@@ -62,7 +63,6 @@ def _mode_counts(report: dict) -> str:
 def render(reports: dict[str, dict], command: str, seconds: float) -> str:
     models = list(reports)
     lines = [
-        START,
         "## Answers (`rag eval` on the dev questions)",
         "",
         f"- Command: `{command}`; run time {seconds / 60:.1f} min; {datetime.now(UTC).isoformat(timespec='seconds')}",
@@ -95,19 +95,7 @@ def render(reports: dict[str, dict], command: str, seconds: float) -> str:
     for row in reports[models[0]]["rows"]:
         text = row["answer"].replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {row['id']} | {row['mode']} | {row['key_hit']} | {text[:160]} |")
-    lines.append(END)
     return "\n".join(lines) + "\n"
-
-
-def write_block(block: str, results: Path) -> None:
-    text = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + block.rstrip("\n") + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    results.write_text(text, encoding="utf-8")
 
 
 def main() -> int:
@@ -129,7 +117,7 @@ def main() -> int:
         reports[model] = evaluation.run_eval(assistant, items, model=model, file=args.file)
         evaluation.write_report(reports[model], ROOT / "bench" / "out" / f"answers-{model}.json")
     command = "python bench/answers.py " + " ".join(sys.argv[1:])
-    write_block(render(reports, command.strip(), time.perf_counter() - started), Path(args.results))
+    write_block("ANSWERS", render(reports, command.strip(), time.perf_counter() - started), Path(args.results))
     print(f"wrote {args.results}", file=sys.stderr)
     return 0
 

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from results_file import blocks  # bench/ is on sys.path when this file runs as a script
 
 import rag  # sets HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before any Hugging Face library is imported
 from rag import indexer, retrieval
@@ -1021,7 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, save)
         save(results)
         log(f"wrote {args.json}")
-    args.results.write_text(render(results), encoding="utf-8")
+    # Blocks written by the other bench scripts (answers, app start-up) are kept as they are.
+    kept = blocks(args.results.read_text(encoding="utf-8")) if args.results.exists() else []
+    args.results.write_text(render(results) + "".join(f"\n{block}\n" for block in kept), encoding="utf-8")
     log(f"wrote {args.results}")
     return 0
 
