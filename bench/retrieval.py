@@ -468,7 +468,19 @@ class TimedEmbedder:
         return getattr(self._inner, name)
 
     def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        vectors, seconds, cpu = timed_cpu(lambda: self._inner.encode_passages(texts, progress=progress))
+        done, started, step = 0, time.perf_counter(), 5000
+
+        def report(n: int) -> None:
+            # A long build shows no progress bar when stderr is a log file; this line shows it is alive.
+            nonlocal done
+            if (done + n) // step > done // step:
+                rate = (done + n) / (time.perf_counter() - started)
+                log(f"  embedded {done + n} of {len(texts)} passages ({rate:.1f}/s)")
+            done += n
+            if progress is not None:
+                progress(n)
+
+        vectors, seconds, cpu = timed_cpu(lambda: self._inner.encode_passages(texts, progress=report))
         self.seconds += seconds
         self.cpu_seconds += cpu * seconds
         return vectors
@@ -510,6 +522,7 @@ def encode_baseline(assistant: rag.Assistant) -> dict:
         models.passage_prefix + indexer.embedding_text(data.documents[int(d)], data.passage_text(i))
         for i, d in enumerate(data.passage_doc)
     ]
+    log(f"Reuters encode baseline: encoding {len(texts)} passages in one call ...")
     vectors, seconds, cpu = timed_cpu(
         lambda: embedder._model.encode(
             texts,
