@@ -104,7 +104,8 @@ def search(
         _, dense_rows = _centered_dense(data, centered_query, candidates, allowed_rows)
     else:
         _, dense_rows = data.vectors.search(query_vector, candidates, allowed=allowed_rows)
-    lexical = _lexical_by_language(data, query, allowed_rows, per_language=centering)
+    raw_lexical = data.lexical.scores(query)
+    lexical = _lexical_by_language(data, raw_lexical, allowed_rows, per_language=centering)
     lexical_rows = _top_positive(lexical, candidates)
 
     rows = np.union1d(dense_rows, lexical_rows).astype(np.int64)
@@ -125,7 +126,6 @@ def search(
     chosen = _diversify([int(rows[i]) for i in order], data, k, settings.max_per_document)
     position = {int(r): i for i, r in enumerate(rows)}
     cosines = vectors @ query_vector  # the plain cosine: comparable across questions, unlike the fused score
-    raw_lexical = data.lexical.scores(query)
     return [
         _hit(
             data,
@@ -143,14 +143,14 @@ def _centered_query(data: IndexData, query_vector: np.ndarray, query_lang: str |
 
 
 def _lexical_by_language(
-    data: IndexData, query: str, allowed_rows: np.ndarray | None, *, per_language: bool
+    data: IndexData, raw_scores: np.ndarray, allowed_rows: np.ndarray | None, *, per_language: bool
 ) -> np.ndarray:
     """BM25 scores scaled to 0..1 by the best score, within each language when `per_language`.
 
     Words of the question's own language match only passages in that language, so one global scale would
     reward language, not relevance: per language, the best lexical match in Azerbaijani weighs as much as the
     best one in English. Rows outside the filters get 0."""
-    scores = data.lexical.scores(query).astype(np.float64)
+    scores = raw_scores.astype(np.float64)
     if allowed_rows is not None:
         mask = np.zeros(len(scores), dtype=bool)
         mask[allowed_rows] = True
