@@ -126,10 +126,21 @@ class Assistant:
         if k < 1:
             raise ValueError("k must be at least 1.")
         data = self.index()
-        vector = self.embedder.encode_queries([query])[0]
+        # An acronym in the question is also written the way each other language's documents write it (OIC ->
+        # İƏT), learnt from the corpus at build time: see aliases.py.
+        variants = data.aliases.query_variants(query)
+        vectors = self.embedder.encode_queries([query, *variants.values()])
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
         return retrieval.search(
-            data, vector, query, k, self.config.retrieval, filters, query_lang=detect_language(query)
+            data,
+            vectors[0],
+            query,
+            k,
+            self.config.retrieval,
+            filters,
+            query_lang=detect_language(query),
+            variant_vectors=dict(zip(variants, vectors[1:], strict=True)),
+            lexical_terms=data.aliases.lexical_terms(query),
         )
 
     def stats(self) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import aliases, store
 from .chunking import make_passages
 from .config import Config
 from .documents import discover, load_document
@@ -140,7 +140,8 @@ def build(
             old_files = {src: store.FileState(**st) for src, st in old_manifest["files"].items()}
 
         keep, read_plan, found = _plan(root, discover(root, cfg.corpus.extensions), old_files)
-        if not rebuild and old_manifest is not None and not read_plan and set(old_files) == found:
+        up_to_date = not read_plan and set(old_files) == found and "aliases" in (old_manifest or {})
+        if not rebuild and old_manifest is not None and up_to_date:
             summary.documents = len(old_files)
             summary.passages = int(old_manifest.get("passages", 0))
             summary.unchanged = len(old_files)
@@ -164,6 +165,11 @@ def build(
         approximate = len(table) > cfg.index.approximate_above
         vector_index = VectorIndex.build(vectors, dim, approximate=approximate, hnsw_m=cfg.index.hnsw_m)
         lexical = LexicalIndex.build([documents[d].text[s:e] for d, s, e in table.tolist()] if len(table) else [])
+        acronyms = aliases.learn(
+            documents,
+            lambda forms: embedder_factory().encode_passages(forms),
+            previous=old_data.aliases if old_data is not None else None,
+        )
         manifest = {
             "settings": settings,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -173,6 +179,7 @@ def build(
             "index_type": vector_index.kind,
             "languages": dict(Counter(doc.lang for doc in documents)),
             "files": {doc.source: vars(file_states[doc.source]) for doc in documents},
+            "aliases": len(acronyms),
         }
         store.write_generation(
             index_dir,
@@ -183,6 +190,7 @@ def build(
             lexical,
             language_centroids(documents, table, vectors),
             keep=cfg.index.keep_generations,
+            aliases=acronyms,
         )
     summary.documents = len(documents)
     summary.passages = int(len(table))

@@ -85,7 +85,12 @@ def search(
     settings: RetrievalConfig,
     filters: Filters | None = None,
     query_lang: str | None = None,
+    variant_vectors: dict[str, np.ndarray] | None = None,
+    lexical_terms: list[str] | None = None,
 ) -> list[Hit]:
+    """Fused dense + lexical search. `variant_vectors` holds, per passage language, the vector of the question
+    written that language's way (its acronyms, see aliases.py): such passages score by the better of the two.
+    `lexical_terms` are extra words for the lexical channel (the other languages' acronyms)."""
     if data.size == 0:
         return []
     filters = filters or Filters()
@@ -99,12 +104,22 @@ def search(
     query_vector = np.asarray(query_vector, dtype=np.float32)
     centering = settings.language_centering and bool(data.centroids)
     centered_query = _centered_query(data, query_vector, query_lang) if centering else query_vector
+    centered_variants = {
+        lang: _centered_query(data, np.asarray(vector, dtype=np.float32), query_lang) if centering else vector
+        for lang, vector in (variant_vectors or {}).items()
+    }
 
     if centering:
-        _, dense_rows = _centered_dense(data, centered_query, candidates, allowed_rows)
+        _, dense_rows = _centered_dense(data, centered_query, candidates, allowed_rows, centered_variants)
     else:
         _, dense_rows = data.vectors.search(query_vector, candidates, allowed=allowed_rows)
-    raw_lexical = data.lexical.scores(query)
+        for lang, vector in centered_variants.items():
+            lang_rows = data.rows_by_lang.get(lang)
+            if lang_rows is not None and len(lang_rows):
+                selection = lang_rows if allowed_rows is None else np.intersect1d(lang_rows, allowed_rows)
+                if len(selection):
+                    dense_rows = np.union1d(dense_rows, data.vectors.search(vector, candidates, allowed=selection)[1])
+    raw_lexical = data.lexical.scores(" ".join([query, *(lexical_terms or [])]))
     lexical = _lexical_by_language(data, raw_lexical, allowed_rows, per_language=centering)
     lexical_rows = _top_positive(lexical, candidates)
 
@@ -112,11 +127,13 @@ def search(
     if len(rows) == 0:
         return []
     vectors = data.vectors.vectors_at(rows.tolist())
-    dense = vectors @ centered_query
-    if centering:
-        dense -= (
-            np.array([data.centroids[data.documents[int(data.passage_doc[r])].lang] for r in rows]) @ centered_query
-        )
+    row_langs = [data.documents[int(data.passage_doc[r])].lang for r in rows]
+    dense = _dense_scores(data, vectors, row_langs, centered_query, centering)
+    for lang, vector in centered_variants.items():
+        in_lang = np.array([row_lang == lang for row_lang in row_langs], dtype=bool)
+        if in_lang.any():
+            variant = _dense_scores(data, vectors[in_lang], [lang] * int(in_lang.sum()), vector, centering)
+            dense[in_lang] = np.maximum(dense[in_lang], variant)
     spread = float(dense.max() - dense.min())
     dense_norm = (dense - dense.min()) / spread if spread > 0 else np.ones_like(dense)
     total = settings.dense_weight + settings.lexical_weight
@@ -136,6 +153,15 @@ def search(
         )
         for row in chosen
     ]
+
+
+def _dense_scores(
+    data: IndexData, vectors: np.ndarray, row_langs: list[str], query: np.ndarray, centering: bool
+) -> np.ndarray:
+    scores = vectors @ query
+    if centering:
+        scores -= np.array([data.centroids[lang] for lang in row_langs]).reshape(len(row_langs), -1) @ query
+    return scores
 
 
 def _centered_query(data: IndexData, query_vector: np.ndarray, query_lang: str | None) -> np.ndarray:
@@ -168,9 +194,14 @@ def _lexical_by_language(
 
 
 def _centered_dense(
-    data: IndexData, centered_query: np.ndarray, n: int, allowed_rows: np.ndarray | None
+    data: IndexData,
+    centered_query: np.ndarray,
+    n: int,
+    allowed_rows: np.ndarray | None,
+    variants: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense top-n by (p - mean[lang(p)]) . (q - mean[lang(q)]), searched per passage language and merged."""
+    """Dense top-n by (p - mean[lang(p)]) . (q - mean[lang(q)]), searched per passage language and merged;
+    a language with a variant of the question is searched with both (duplicates are merged later)."""
     scores, rows = [], []
     for lang, lang_rows in data.rows_by_lang.items():
         selection = lang_rows if allowed_rows is None else np.intersect1d(lang_rows, allowed_rows)
@@ -178,9 +209,10 @@ def _centered_dense(
             continue
         if len(selection) == data.size:
             selection = None  # one language and no filter: no selector needed
-        found_scores, found_rows = data.vectors.search(centered_query, n, allowed=selection)
-        scores.append(found_scores - float(data.centroids[lang] @ centered_query))
-        rows.append(found_rows)
+        for query in [centered_query, *([variants[lang]] if variants and lang in variants else [])]:
+            found_scores, found_rows = data.vectors.search(query, n, allowed=selection)
+            scores.append(found_scores - float(data.centroids[lang] @ query))
+            rows.append(found_rows)
     if not rows:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
     all_scores, all_rows = np.concatenate(scores), np.concatenate(rows)

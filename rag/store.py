@@ -24,11 +24,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .aliases import AliasTable
 from .errors import IndexLoadError, RagError
 from .lexical import LexicalIndex
 from .types import Document
@@ -64,6 +65,7 @@ class IndexData:
     lexical: LexicalIndex
     centroids: dict[str, np.ndarray]
     rows_by_lang: dict[str, np.ndarray]
+    aliases: AliasTable = field(default_factory=AliasTable)
 
     @property
     def size(self) -> int:
@@ -120,6 +122,7 @@ def load(index_dir: Path) -> IndexData | None:
         lexical = LexicalIndex.load(folder / "lexical", len(table))
         centroid_table = np.load(folder / "centroids.npy", allow_pickle=False)
         centroids = dict(zip(manifest["centroid_langs"], centroid_table, strict=True))
+        aliases = _read_aliases(folder)
     except IndexLoadError:
         raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
@@ -144,7 +147,27 @@ def load(index_dir: Path) -> IndexData | None:
         lexical=lexical,
         centroids=centroids,
         rows_by_lang={lang: np.flatnonzero(row_langs == lang) for lang in centroids},
+        aliases=aliases,
     )
+
+
+def _write_aliases(folder: Path, aliases: AliasTable, dim: int) -> None:
+    """aliases.json holds the linked groups and every long form seen; alias_vectors.npy their vectors, in order."""
+    forms = sorted(aliases.known)
+    (folder / "aliases.json").write_text(
+        json.dumps(dict(aliases.to_json(), forms=forms), ensure_ascii=False), encoding="utf-8"
+    )
+    table = np.stack([aliases.known[f] for f in forms]) if forms else np.zeros((0, dim))
+    np.save(folder / "alias_vectors.npy", table.astype(np.float32), allow_pickle=False)
+
+
+def _read_aliases(folder: Path) -> AliasTable:
+    if not (folder / "aliases.json").is_file():
+        return AliasTable()  # built before acronym linking existed: the next build adds it
+    data = json.loads((folder / "aliases.json").read_text(encoding="utf-8"))
+    vectors = np.load(folder / "alias_vectors.npy", allow_pickle=False)
+    forms = [tuple(f) for f in data["forms"]]
+    return AliasTable.from_json(data, dict(zip(forms, vectors, strict=True)))
 
 
 def _offsets_valid(table: np.ndarray, documents: list[Document]) -> bool:
@@ -194,6 +217,7 @@ def write_generation(
     lexical: LexicalIndex,
     centroids: dict[str, np.ndarray],
     keep: int = 2,
+    aliases: AliasTable | None = None,
 ) -> Path:
     """Write a complete generation and switch CURRENT to it atomically; returns the new folder."""
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +234,7 @@ def write_generation(
         langs = sorted(centroids)
         centroid_table = np.stack([centroids[lang] for lang in langs]) if langs else np.zeros((0, vectors.dim))
         np.save(tmp / "centroids.npy", centroid_table.astype(np.float32), allow_pickle=False)
+        _write_aliases(tmp, aliases if aliases is not None else AliasTable(), vectors.dim)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         # Checksums for all but the vectors: FAISS validates its own file, and hashing it would slow every load.
         checksums = {name: _sha256(tmp / name) for name in sizes if name != "dense.faiss"}
