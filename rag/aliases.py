@@ -84,6 +84,13 @@ class AliasTable:
                 variants[alias.lang] = re.sub(rf"(?<!\w){re.escape(token)}(?!\w)", lambda _m, r=replacement: r, text)
         return variants
 
+    def equivalents(self, text: str) -> dict[str, list[str]]:
+        """For each known acronym in `text`, the other languages' acronyms for the same thing."""
+        found: dict[str, list[str]] = defaultdict(list)
+        for token, group in self.mentioned(text):
+            found[token] += [a.acronym for a in group if a.acronym != token]
+        return dict(found)
+
     def lexical_terms(self, query: str) -> list[str]:
         """The other languages' acronyms for those in the question, for the lexical channel."""
         return sorted({a.acronym for token, group in self.mentioned(query) for a in group if a.acronym != token})

@@ -126,22 +126,26 @@ class Assistant:
         if k < 1:
             raise ValueError("k must be at least 1.")
         data = self.index()
-        # An acronym in the question is also written the way each other language's documents write it (OIC ->
-        # İƏT), learnt from the corpus at build time: see aliases.py.
-        variants = data.aliases.query_variants(query)
-        vectors = self.embedder.encode_queries([query, *variants.values()])
+        vector, variants = self._encode_question(query)
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
         return retrieval.search(
             data,
-            vectors[0],
+            vector,
             query,
             k,
             self.config.retrieval,
             filters,
             query_lang=detect_language(query),
-            variant_vectors=dict(zip(variants, vectors[1:], strict=True)),
+            variant_vectors=variants,
             lexical_terms=data.aliases.lexical_terms(query),
         )
+
+    def _encode_question(self, question: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The question's vector, and per language the vector of the question with its acronyms written that
+        language's way (OIC -> İƏT), as the corpus's own definitions link them at build time: see aliases.py."""
+        variants = self.index().aliases.query_variants(question)
+        vectors = self.embedder.encode_queries([question, *variants.values()])
+        return vectors[0], dict(zip(variants, vectors[1:], strict=True))
 
     def stats(self) -> dict:
         """What the index holds: documents, passages, languages, size on disk, model, when it was built."""
@@ -214,11 +218,12 @@ class Assistant:
         hits = self.search(
             standalone, k or settings.passages, lang=lang, source=source, date_from=date_from, date_to=date_to
         )
-        query_vector = self.embedder.encode_queries([standalone])[0]
+        query_vector, variants = self._encode_question(standalone)
+        question_vectors = np.stack([query_vector, *variants.values()])
         evidence = select_evidence(
             standalone,
             hits,
-            lambda sentences: self.embedder.encode_passages(sentences) @ query_vector,
+            lambda sentences: (self.embedder.encode_passages(sentences) @ question_vectors.T).max(axis=1),
             settings.evidence,
         )
         timings = {"retrieval": round(time.perf_counter() - started, 3)}
@@ -274,7 +279,9 @@ class Assistant:
             return True
         # "x " so that a name opening the question counts too; question words ("What") have no index terms
         names = [n for n in grounding.names_in("x " + question) if tokenize(n)]
-        missing = grounding.missing_question_names("x " + question, evidence)
+        missing = grounding.missing_question_names(
+            "x " + question, evidence, equivalents=self.index().aliases.equivalents(question)
+        )
         return not names or len(missing) / len(names) < 0.5
 
     def _support_matrix(self, claims: list[str], quotes: list[str]) -> np.ndarray:

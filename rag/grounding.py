@@ -14,7 +14,7 @@ verbatim instead (`extractive`), and when the evidence does not hold the answer 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,15 +182,24 @@ def compose(claims: list[SupportedClaim], evidence: list[Evidence]) -> tuple[str
     return " ".join(sentences), citations
 
 
-def missing_question_names(question: str, evidence: list[Evidence]) -> list[str]:
+def missing_question_names(
+    question: str, evidence: list[Evidence], equivalents: Mapping[str, Iterable[str]] | None = None
+) -> list[str]:
     """Names in the question that no evidence sentence (or its headline) mentions, compared across scripts.
 
-    Capitalised titles and common nouns ("President", "Komitəsinin") are spelt differently across languages
-    and land here too, so callers weigh the share missing rather than any one name."""
+    `equivalents` maps a name to other spellings that count as mentioning it (the corpus's acronyms of other
+    languages: OIC -> İƏT). Capitalised titles and common nouns ("President", "Komitəsinin") are spelt
+    differently across languages and land here too, so callers weigh the share missing rather than any one name."""
     terms = set()
     for item in evidence:
         terms |= set(tokenize(f"{item.hit.title} {item.quote}"))
-    return [name for name in names_in(question) if set(tokenize(name)) and not set(tokenize(name)) & terms]
+    equivalents = equivalents or {}
+
+    def mentioned(name: str) -> bool:
+        spellings = [name, *(other for word in name.split() for other in equivalents.get(word, ()))]
+        return any(set(tokenize(spelling)) & terms for spelling in spellings)
+
+    return [name for name in names_in(question) if set(tokenize(name)) and not mentioned(name)]
 
 
 def extractive(evidence: list[Evidence], lang: str, count: int = 2) -> tuple[str, list[Citation]]:

@@ -182,3 +182,24 @@ def test_real_links_on_ntrex_and_the_seeds_are_all_translations(real_assistant_f
         articles = [defined_in[(a.lang, a.acronym)] for a in group]
         assert all(any(mine & theirs for theirs in articles if theirs is not mine) for mine in articles), group
     assert {("az", "İƏT"), ("en", "OIC")} in [{(a.lang, a.acronym) for a in g} for g in table.groups]
+
+
+def test_an_acronym_counts_as_named_when_the_evidence_uses_another_languages_acronym():
+    from rag import grounding
+    from rag.types import Evidence, Hit
+
+    table = AliasTable(
+        [
+            [
+                Alias("az", "İƏT", "İslam Əməkdaşlıq Təşkilatının"),
+                Alias("en", "OIC", "Organization of Islamic Cooperation"),
+            ]
+        ]
+    )
+    quote = "Qondarma rejimin “seçkilər” adlandırdığı fəaliyyətinin İƏT tərəfindən pislənilməsi təqdir olunub."
+    hit = Hit("000.txt", "Bayramov Taha ilə görüşüb", None, "az", quote, 0, len(quote), 1.0)
+    evidence = [Evidence(n=1, hit=hit, quote=quote, quote_start=0, quote_end=len(quote), score=0.82)]
+    question = "x What did the OIC condemn?"
+    assert table.equivalents(question) == {"OIC": ["İƏT"]}
+    assert grounding.missing_question_names(question, evidence) == ["OIC"]
+    assert grounding.missing_question_names(question, evidence, table.equivalents(question)) == []
