@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DocumentSkipped
@@ -67,16 +68,24 @@ _DATE_MARKER = re.compile(r"^\s*date\s*[:=]?\s*(\d{4}-\d{2}(?:-\d{2})?)\b[ \t]*"
 _HIDDEN = ("~$",)  # Word's lock files next to an open document
 
 
-def discover(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+def discover(root: Path, extensions: tuple[str, ...], problems: list[tuple[str, str]] | None = None) -> list[Path]:
     """Files under `root` with one of `extensions`, sorted by relative path; hidden files and folders skipped.
 
     Symbolic links are followed, each real folder is visited once, so a link back up the tree cannot loop.
-    A link to a missing file is listed, so that reading it reports the broken link.
+    Whatever is not a folder is listed (a link to a missing file, a link loop, a named pipe), so that reading
+    it reports what is wrong. Folders that cannot be listed are added to `problems` as (folder/, reason).
     """
     wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
+
+    def unlistable(exc: OSError) -> None:
+        if problems is not None:
+            folder = Path(exc.filename or root)
+            rel = folder.relative_to(root).as_posix() if folder != root else "."
+            problems.append((f"{rel}/", _unlistable_reason(exc)))
+
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=unlistable):
         try:
             st = os.stat(folder)
         except OSError:
@@ -91,20 +100,45 @@ def discover(root: Path, extensions: tuple[str, ...]) -> list[Path]:
             if name.startswith(".") or name.startswith(_HIDDEN):
                 continue
             path = Path(folder) / name
-            if path.suffix.lower() in wanted and (path.is_file() or path.is_symlink()):
+            if path.suffix.lower() in wanted:
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def load_document(path: Path, root: Path, max_bytes: int) -> Document:
-    """Read, clean and describe one file; raises DocumentSkipped when it cannot be indexed."""
+def _unlistable_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return (
+            "folder cannot be read: permission denied, so its files were not read. Give your user access "
+            "(chmod u+rx) or move it out of the corpus folder."
+        )
+    return f"folder cannot be read ({exc.strerror or exc}), so its files were not read; check the disk."
+
+
+def display_name(source: str) -> str:
+    """A relative path as it can be printed on one line: bytes that are not UTF-8 and control characters
+    (a newline, a terminal escape) escaped, so a hostile file name cannot break or forge lines of output."""
+    text = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def load_document(path: Path, root: Path, max_bytes: int, warn: Callable[[str], None] | None = None) -> Document:
+    """Read, clean and describe one file; raises DocumentSkipped when it cannot be indexed.
+
+    `warn` receives what the user should know about a file that was indexed anyway (mixed encodings)."""
+    source = path.relative_to(root).as_posix()
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        # The index stores paths as UTF-8 text; a name in another encoding could not be written or found again.
+        raise DocumentSkipped(
+            "its name is not valid UTF-8 (written in another encoding); rename the file (e.g. with convmv)."
+        ) from None
     data = read_bytes(path, max_bytes)
     raw = extract_raw(data, path.suffix, max_bytes)
     text = clean_text(raw.text)
     if not text.strip():
         raise DocumentSkipped("has no article text left after removing page furniture; check the file's content.")
-    source = path.relative_to(root).as_posix()
-    return Document(
+    document = Document(
         doc_id=doc_id_for(source),
         source=source,
         title=find_title(text, fallback=raw.title or path.stem),
@@ -113,6 +147,9 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
         text=text,
         content_hash=hashlib.sha256(data).hexdigest(),
     )
+    if raw.note and warn is not None:
+        warn(raw.note)
+    return document
 
 
 def doc_id_for(source: str) -> str:

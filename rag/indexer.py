@@ -21,7 +21,7 @@ import numpy as np
 from . import aliases, store
 from .chunking import make_passages
 from .config import Config
-from .documents import discover, load_document
+from .documents import discover, display_name, load_document
 from .errors import ConfigError, DocumentSkipped, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
 from .models import model_fingerprint, resolve_embedding_model
@@ -139,18 +139,23 @@ def build(
         if old_manifest is not None and not rebuild:
             old_files = {src: store.FileState(**st) for src, st in old_manifest["files"].items()}
 
-        keep, read_plan, found = _plan(root, discover(root, cfg.corpus.extensions), old_files)
-        up_to_date = not read_plan and set(old_files) == found and "aliases" in (old_manifest or {})
-        if not rebuild and old_manifest is not None and up_to_date:
-            summary.documents = len(old_files)
-            summary.passages = int(old_manifest.get("passages", 0))
-            summary.unchanged = len(old_files)
-            summary.seconds = time.perf_counter() - started
-            return summary
+        unlistable: list[tuple[str, str]] = []
+        keep, read_plan, found = _plan(root, discover(root, cfg.corpus.extensions, unlistable), old_files)
+        for folder, reason in unlistable:
+            kept = _keep_unlistable(folder, old_files, keep, found)
+            note = f" (kept the {kept} previously indexed file(s) in it)" if kept else ""
+            _skip(summary, warn, folder, reason + note)
+        # An index written before acronym links existed is brought up to date once, without re-embedding.
+        current = not rebuild and old_manifest is not None and "aliases" in old_manifest
+        if current and not read_plan and set(old_files) == found:
+            return _unchanged(summary, old_manifest, started)
 
         new_docs, file_states = _read_changed(root, read_plan, old_files, keep, cfg.corpus.max_file_mb, summary, warn)
-        old_data = store.load(index_dir) if keep and old_manifest is not None and not rebuild else None
         summary.removed = sorted(set(old_files) - set(keep) - set(new_docs))
+        if current and not new_docs and keep == old_files:
+            # Only files that are still skipped were read again: the index would be written unchanged.
+            return _unchanged(summary, old_manifest, started)
+        old_data = store.load(index_dir) if keep and old_manifest is not None and not rebuild else None
         for src, state in keep.items():
             file_states.setdefault(src, state)
 
@@ -199,6 +204,34 @@ def build(
     return summary
 
 
+def _keep_unlistable(
+    folder: str, old_files: dict[str, store.FileState], keep: dict[str, store.FileState], found: set[str]
+) -> int:
+    """Carry over the indexed files of a folder that cannot be listed now (permissions, a failing disk): it
+    was not deleted, and nothing already indexed is lost. Returns how many were kept."""
+    prefix = "" if folder == "./" else folder
+    kept = [src for src in old_files if src.startswith(prefix) and src not in found]
+    for src in kept:
+        keep[src] = old_files[src]
+        found.add(src)
+    return len(kept)
+
+
+def _unchanged(summary: BuildSummary, manifest: dict, started: float) -> BuildSummary:
+    summary.documents = len(manifest["files"])
+    summary.passages = int(manifest.get("passages", 0))
+    summary.unchanged = len(manifest["files"])
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _skip(summary: BuildSummary, warn: Callable[[str], None], source: str, reason: str) -> None:
+    """Report a file (or folder) the build leaves out: one line, in the summary and through `warn`."""
+    shown, reason = display_name(source), " ".join(reason.split())  # a parser's message may span lines
+    summary.skipped.append(SkippedFile(shown, reason))
+    warn(f"{shown}: {reason}")
+
+
 def language_centroids(documents: list[Document], table: np.ndarray, vectors: np.ndarray) -> dict[str, np.ndarray]:
     """Mean passage vector per language. Multilingual embeddings score same-language pairs higher whatever they
     say; subtracting each language's mean at search time removes most of that bias (see retrieval.py)."""
@@ -210,17 +243,20 @@ def language_centroids(documents: list[Document], table: np.ndarray, vectors: np
 
 def _plan(
     root: Path, paths: list[Path], old_files: dict[str, store.FileState]
-) -> tuple[dict[str, store.FileState], list[tuple[Path, str, os.stat_result]], set[str]]:
+) -> tuple[dict[str, store.FileState], list[tuple[Path, str, os.stat_result | None]], set[str]]:
     """Split files into those certainly unchanged (same size and mtime) and those to read."""
     keep: dict[str, store.FileState] = {}
-    to_read: list[tuple[Path, str, os.stat_result]] = []
+    to_read: list[tuple[Path, str, os.stat_result | None]] = []
     found: set[str] = set()
     for path in paths:
         source = path.relative_to(root).as_posix()
         try:
             st = path.stat()
         except OSError:
-            continue  # vanished between listing and stat: it is simply not part of the corpus any more
+            if os.path.lexists(path):  # a link loop or a link to nothing: reading it says which, as a skip
+                found.add(source)
+                to_read.append((path, source, None))
+            continue  # otherwise it vanished between listing and stat: no longer part of the corpus
         found.add(source)
         old = old_files.get(source)
         if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
@@ -232,7 +268,7 @@ def _plan(
 
 def _read_changed(
     root: Path,
-    plan: list[tuple[Path, str, os.stat_result]],
+    plan: list[tuple[Path, str, os.stat_result | None]],
     old_files: dict[str, store.FileState],
     keep: dict[str, store.FileState],
     max_file_mb: float,
@@ -247,15 +283,15 @@ def _read_changed(
         bar.update()
         old = old_files.get(source)
         try:
-            doc = load_document(path, root, max_bytes)
-        except DocumentSkipped as exc:
-            reason = str(exc)
+            doc = load_document(path, root, max_bytes, warn=lambda note, s=source: warn(f"{display_name(s)}: {note}"))
+            st = st or path.stat()  # a link that was broken at listing time and has been fixed since
+        except (DocumentSkipped, OSError) as exc:
+            reason = str(exc) if isinstance(exc, DocumentSkipped) else f"disappeared while it was read ({exc})"
             if old is not None and path.exists():
                 # Nothing already indexed is lost: a file that became unreadable keeps its last good version.
                 keep[source] = old
                 reason += " (kept the previously indexed version)"
-            summary.skipped.append(SkippedFile(source, reason))
-            warn(f"{source}: {reason}")
+            _skip(summary, warn, source, reason)
             continue
         state = store.FileState(doc.doc_id, doc.content_hash, st.st_size, st.st_mtime_ns, 0)
         if old is not None and old.content_hash == doc.content_hash:

