@@ -99,6 +99,9 @@ def _index(cfg, args) -> int:
     )
     for skipped in summary.skipped:
         print(f"  skipped {skipped.source}: {skipped.reason}")
+    if summary.other_file_types:
+        counts = ", ".join(f"{n} {ext}" for ext, n in summary.other_file_types.items())
+        print(f"  not read (other file types): {counts}; add a type to [corpus] extensions if it holds text.")
     return 0
 
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,8 +69,14 @@ _DATE_MARKER = re.compile(r"^\s*date\s*[:=]?\s*(\d{4}-\d{2}(?:-\d{2})?)\b[ \t]*"
 _HIDDEN = ("~$",)  # Word's lock files next to an open document
 
 
-def discover(root: Path, extensions: tuple[str, ...], problems: list[tuple[str, str]] | None = None) -> list[Path]:
+def discover(
+    root: Path,
+    extensions: tuple[str, ...],
+    problems: list[tuple[str, str]] | None = None,
+    other_types: Counter | None = None,
+) -> list[Path]:
     """Files under `root` with one of `extensions`, sorted by relative path; hidden files and folders skipped.
+    Files of other types are counted by extension in `other_types`, so that the summary can say what was left.
 
     Symbolic links are followed, each real folder is visited once, so a link back up the tree cannot loop.
     Whatever is not a folder is listed (a link to a missing file, a link loop, a named pipe), so that reading
@@ -102,6 +109,8 @@ def discover(root: Path, extensions: tuple[str, ...], problems: list[tuple[str, 
             path = Path(folder) / name
             if path.suffix.lower() in wanted:
                 found.append(path)
+            elif other_types is not None:
+                other_types[path.suffix.lower() or "(no extension)"] += 1
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

@@ -140,7 +140,9 @@ def build(
             old_files = {src: store.FileState(**st) for src, st in old_manifest["files"].items()}
 
         unlistable: list[tuple[str, str]] = []
-        keep, read_plan, found = _plan(root, discover(root, cfg.corpus.extensions, unlistable), old_files)
+        other_types: Counter = Counter()
+        keep, read_plan, found = _plan(root, discover(root, cfg.corpus.extensions, unlistable, other_types), old_files)
+        summary.other_file_types = dict(sorted(other_types.items(), key=lambda item: (-item[1], item[0])))
         for folder, reason in unlistable:
             kept = _keep_unlistable(folder, old_files, keep, found)
             note = f" (kept the {kept} previously indexed file(s) in it)" if kept else ""

@@ -84,6 +84,7 @@ class BuildSummary:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
+    other_file_types: dict[str, int] = field(default_factory=dict)  # files not read: extension -> count
     embedded_passages: int = 0
     rebuilt: bool = False  # True when the whole index was rebuilt (model or chunking changed, or --rebuild)
     seconds: float = 0.0
@@ -101,6 +102,7 @@ class BuildSummary:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
+            "other_file_types": self.other_file_types,
             "embedded_passages": self.embedded_passages,
             "rebuilt": self.rebuilt,
             "seconds": round(self.seconds, 3),

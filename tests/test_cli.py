@@ -35,6 +35,18 @@ def test_index_search_stats_round_trip(corpus, tmp_path, capsys, fake_model):
     assert json.loads(capsys.readouterr().out)["documents"] == 5
 
 
+def test_index_counts_the_files_of_other_types_it_left_out(corpus, tmp_path, capsys, fake_model):
+    for name in ("table.xlsx", "photo.jpg", "photo2.JPG", "README"):
+        (corpus / name).write_bytes(b"\x00\x01")
+    common = ["--corpus", str(corpus), "--index", str(tmp_path / "idx")]
+    assert cli.main(["index", *common]) == 0
+    out = capsys.readouterr().out
+    assert "5 documents" in out
+    assert "not read (other file types): 2 .jpg, 1 (no extension), 1 .xlsx" in out
+    assert cli.main(["index", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["other_file_types"] == {".jpg": 2, "(no extension)": 1, ".xlsx": 1}
+
+
 def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys, fake_model):
     assert cli.main(["search", "x", "--index", str(tmp_path / "none"), "--corpus", str(tmp_path)]) == 1
     err = capsys.readouterr().err
