@@ -274,10 +274,10 @@ class Assistant:
 
 
 def _visible_history(history: list[dict] | None) -> list[dict]:
-    """The conversation as the rewrite prompt may see it: each turn's text with nothing invisible in it, on one
-    line (a line break in a turn could pass for a new "User:" line of the prompt)."""
+    """The conversation as the rewrite prompt may see it: each turn cleaned like a question, so on one line (a
+    line break in a turn could pass for a new "User:" line of the prompt)."""
     return [
-        {**turn, "content": " ".join(retrieval.visible_text(str(turn.get("content", ""))).split())}
+        {**turn, "content": retrieval.clean_question(str(turn.get("content", "")))}
         for turn in history or []
         if isinstance(turn, dict)
     ]

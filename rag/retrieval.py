@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import RetrievalConfig
 from .errors import RagError
+from .evidence import CHAT_MARKUP
 from .store import IndexData
 from .types import Hit
 
@@ -270,12 +271,18 @@ def visible_text(text: str) -> str:
     return "".join(out)
 
 
+def clean_question(text: str) -> str:
+    """`text` on one line, with nothing invisible in it (see `visible_text`) and no chat-template markup, which
+    the chat model would read as the start of a new turn (evidence.CHAT_MARKUP)."""
+    return _WHITESPACE.sub(" ", CHAT_MARKUP.sub(" ", visible_text(text))).strip()
+
+
 def validate_query(query: object, max_chars: int | None = None) -> str:
-    """The question on one line, with nothing invisible in it (see `visible_text`), or a RagError saying what
-    to change: not text, empty, no letters or digits, longer than `max_chars`."""
+    """The question cleaned by `clean_question`, or a RagError saying what to change: not text, empty, no
+    letters or digits, longer than `max_chars`."""
     if not isinstance(query, str):
         raise RagError(f"The question must be text, got {type(query).__name__}.")
-    cleaned = _WHITESPACE.sub(" ", visible_text(query)).strip()
+    cleaned = clean_question(query)
     if not cleaned:
         raise RagError("The question is empty. Type a question, for example: What did Uzbekistan say?")
     if not any(ch.isalnum() for ch in cleaned):
