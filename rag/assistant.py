@@ -186,7 +186,7 @@ class Assistant:
         """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s, then the final "answer"."""
         started = time.perf_counter()
         question = retrieval.validate_query(question, retrieval.MAX_QUESTION_CHARS)
-        history = _visible_history(history)
+        history = _clean_history(history)
         answer_lang = reply_lang or _answer_language(question)
         settings = self.config.answer
         generator = self.generator(model)
@@ -273,7 +273,7 @@ class Assistant:
         return self.embedder.encode_queries(claims) @ self.embedder.encode_passages(quotes).T
 
 
-def _visible_history(history: list[dict] | None) -> list[dict]:
+def _clean_history(history: list[dict] | None) -> list[dict]:
     """The conversation as the rewrite prompt may see it: each turn cleaned like a question, so on one line (a
     line break in a turn could pass for a new "User:" line of the prompt)."""
     return [
