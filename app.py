@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import rag
 from rag.prompts import RELATED_LABEL
+from rag.retrieval import clean_question
 from rag.types import Answer
 
 STARTED = time.perf_counter()  # the "ready to answer" message counts gradio's import as part of the start
@@ -503,7 +504,8 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
     model_choices = [(f"Configured ({configured})", "")] + [c for c in MODEL_CHOICES if c[1] != configured]
 
     def respond(question, chat, turns, model, k, language, source, date_from, date_to, request: gr.Request):
-        question = (question or "").strip()
+        # Shown and kept as rag cleans it: a bidi override or an escape must not rewrite the page after it.
+        question = clean_question(question or "")
         if not question:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return

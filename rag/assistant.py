@@ -15,7 +15,7 @@ import numpy as np
 from . import grounding, indexer, retrieval, store
 from .config import Config, load_config
 from .conversation import standalone_question
-from .errors import IndexLoadError, IndexMismatchError
+from .errors import IndexLoadError, IndexMismatchError, RagError
 from .evidence import select_evidence
 from .language import detect_language
 from .lexical import tokenize
@@ -200,7 +200,8 @@ class Assistant:
     ) -> Iterator[StreamEvent]:
         """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s, then the final "answer"."""
         started = time.perf_counter()
-        question = retrieval.validate_query(question)
+        question = retrieval.validate_query(question, retrieval.MAX_QUESTION_CHARS)
+        history = _clean_history(history)
         answer_lang = reply_lang or _answer_language(question)
         settings = self.config.answer
         generator = self.generator(model)
@@ -211,7 +212,7 @@ class Assistant:
 
         standalone = question
         if history and settings.rewrite_follow_ups:
-            standalone = standalone_question(question, history, generate)
+            standalone = _checked_rewrite(standalone_question(question, history, generate), question)
             if standalone != question:
                 yield StreamEvent("rewrite", text=standalone)
 
@@ -246,6 +247,7 @@ class Assistant:
         ):
             if not pieces:
                 timings["first_token"] = round(time.perf_counter() - started, 3)
+            piece = retrieval.visible_text(piece)  # a model steered to emit escapes must not reach a terminal
             pieces.append(piece)
             yield StreamEvent("token", text=piece)
         raw = "".join(pieces)
@@ -287,6 +289,25 @@ class Assistant:
     def _support_matrix(self, claims: list[str], quotes: list[str]) -> np.ndarray:
         """Cosine of each answer sentence (as a query) with each evidence sentence (as a passage)."""
         return self.embedder.encode_queries(claims) @ self.embedder.encode_passages(quotes).T
+
+
+def _clean_history(history: list[dict] | None) -> list[dict]:
+    """The conversation as the rewrite prompt may see it: each turn cleaned like a question, so on one line (a
+    line break in a turn could pass for a new "User:" line of the prompt)."""
+    return [
+        {**turn, "content": retrieval.clean_question(str(turn.get("content", "")))}
+        for turn in history or []
+        if isinstance(turn, dict)
+    ]
+
+
+def _checked_rewrite(rewrite: str, question: str) -> str:
+    """The model's standalone question, cleaned like any question; the question itself when nothing of the
+    rewrite is left (the model wrote only signs), so search never fails on the model's words."""
+    try:
+        return retrieval.validate_query(rewrite)
+    except RagError:
+        return question
 
 
 def _answer_language(question: str) -> str:

@@ -18,18 +18,32 @@ from .chunking import split_sentences
 from .lexical import tokenize
 from .types import Evidence, Hit
 
+# Chat-template markup (<|im_start|>, <|eot_id|>, [INST], <<SYS>>). llama.cpp reads special tokens inside the
+# rendered prompt, so this text in a quote or a question would open a new turn, a "system" one included.
+CHAT_MARKUP = re.compile(r"<\|[\w.-]{1,40}\|>|\[/?INST\]|<</?SYS>>", re.IGNORECASE)
+
 # Instructions aimed at a language model, in the three languages. A news sentence essentially never says
 # these; a planted one always does.
 _INSTRUCTION = re.compile(
-    r"\b(ignore|disregard|forget)\b.{0,40}\b(question|instruction|prompt|previous|above|rules)"
+    CHAT_MARKUP.pattern
+    + r"|\b(ignore|disregard|forget|pay no attention to)\b.{0,40}\b(question|instruction|prompt|previous|above|rules)"
     r"|\b(reply|respond|answer|say|write|output)\b.{0,30}\b(that|only|with|exactly)\b.{0,80}\b(instead|regardless)"
+    r"|\byou (must|should|have to|are to) (now )?(reply|respond|answer|say|write|output|state)\b.{0,20}"
+    r"\b(that|only|with|exactly)\b"
     r"|\byou are (an?|the) (ai|assistant|language model|chatbot)"
+    r"|\b(note|message|attention|instructions?|reminder|warning)\s+(to|for)\s+(any\s+|all\s+|the\s+)?"
+    r"(ai|llms?|(large\s+)?language\s+models?|assistants?|chatbots?)\b"
+    r"|\banswer (to|for) (any|every|each)( the)? (questions?|query|queries|prompts?)\b"
     r"|\b(system|assistant)\s*:"
     r"|\bas an ai\b"
     r"|игнорир\w*.{0,40}(вопрос|инструкц|указан|правил)"
+    r"|не\s+обращай\w*\s+внимани\w*.{0,40}(вопрос|инструкц|указан|правил)"
     r"|(ответь|ответьте|напиши|напишите|скажи|скажите)\w*.{0,40}(что|только|вместо)"
     r"|забудь\w*.{0,40}(вопрос|инструкц)"
-    r"|(sualı|təlimat\w*|göstəriş\w*).{0,40}(nəzərə alma|unut|ignor)"
+    r"|(примечание|внимание|сообщение|инструкция|указание)\s+(для|к)\s+(ии|нейросет|языков\w*\s+модел|ассистент|чат-?бот)"
+    r"|ответ\s+на\s+(любой|каждый)\s+вопрос"
+    r"|(sualı|təlimat\w*|göstəriş\w*).{0,40}(nəzərə alma|məhəl qoyma|fikir vermə|unut|ignor)"
+    r"|(süni intellekt|dil model\w*|assistent|çatbot)\w*\s+üçün\s+(qeyd|göstəriş|təlimat|mesaj)"
     r"|(cavab ver|cavabla|yaz)\w*.{0,40}(yalnız|əvəzinə)",
     re.IGNORECASE | re.DOTALL,
 )

@@ -19,6 +19,8 @@ mean differs per language, the dense channel searches each language separately a
 from __future__ import annotations
 
 import fnmatch
+import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from .config import RetrievalConfig
 from .errors import RagError
+from .evidence import CHAT_MARKUP
 from .store import IndexData
 from .types import Hit
 
@@ -264,12 +267,61 @@ def _hit(data: IndexData, row: int, score: float, dense: float | None, lexical: 
     )
 
 
-def validate_query(query: object) -> str:
+# Longest question `answer` accepts. A real question is one to three sentences; 1,000 characters is about 230
+# tokens of the embedding model (which reads 512, so all of it counts) and leaves room in the chat model's
+# 2,048-token context for the question twice, the evidence and the answer. A longer text is refused rather
+# than cut: the part cut off could be the question itself (an article pasted with the question after it).
+# Search takes longer texts (to find passages like a pasted paragraph); its dense channel reads their start.
+MAX_QUESTION_CHARS = 1000
+
+# Terminal escape sequences (colour, cursor moves, window title, OSC links) are removed whole: dropping only
+# their ESC byte would leave "[31m" in the question.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase line
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # CSI as one C1 character
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def visible_text(text: str) -> str:
+    """`text` as NFC with nothing invisible or unprintable left, line breaks kept.
+
+    Terminal escape sequences are removed. Invisible format characters (zero-width spaces and joiners, bidi
+    overrides such as U+202E, soft hyphens, byte order marks) are removed too, since they sit inside words: a
+    name with a zero-width space in it is still the name. Any other control, separator, surrogate or unassigned
+    character becomes a space. None of them means anything to search or to the model, and left raw they can
+    reverse or recolour whatever a terminal or a page shows after them."""
+    text = _ESCAPE_SEQUENCE.sub(" ", unicodedata.normalize("NFC", text))
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == "\n":
+            out.append(ch)
+        elif unicodedata.category(ch) != "Cf":
+            out.append(" ")
+    return "".join(out)
+
+
+def clean_question(text: str) -> str:
+    """`text` on one line, with nothing invisible in it (see `visible_text`) and no chat-template markup, which
+    the chat model would read as the start of a new turn (evidence.CHAT_MARKUP)."""
+    return _WHITESPACE.sub(" ", CHAT_MARKUP.sub(" ", visible_text(text))).strip()
+
+
+def validate_query(query: object, max_chars: int | None = None) -> str:
+    """The question cleaned by `clean_question`, or a RagError saying what to change: not text, empty, no
+    letters or digits, longer than `max_chars`."""
     if not isinstance(query, str):
         raise RagError(f"The question must be text, got {type(query).__name__}.")
-    cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in query).strip()
+    cleaned = clean_question(query)
     if not cleaned:
         raise RagError("The question is empty. Type a question, for example: What did Uzbekistan say?")
     if not any(ch.isalnum() for ch in cleaned):
         raise RagError("The question has no letters or digits. Type a question in words.")
+    if max_chars is not None and len(cleaned) > max_chars:
+        raise RagError(
+            f"The question is {len(cleaned):,} characters long; questions are limited to {max_chars:,}. "
+            "Ask only the question itself (to ask about a long text, add it to the corpus folder and index it)."
+        )
     return cleaned
