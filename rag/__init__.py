@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 
 # Nothing may reach the network at run time: these switches make the Hugging Face libraries load only local
-# files and keep Gradio from phoning home. Set before any of those libraries is imported.
+# files and keep Gradio from phoning home. Set before any of those libraries is imported. Their progress bars
+# go too: a "Loading weights" bar at every model load would break the CLI's one-line errors and clutter logs.
 for _name, _value in (
     ("HF_HUB_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
     ("TRANSFORMERS_OFFLINE", "1"),
     ("HF_DATASETS_OFFLINE", "1"),
     ("HF_HUB_DISABLE_TELEMETRY", "1"),
