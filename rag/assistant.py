@@ -200,7 +200,7 @@ class Assistant:
     ) -> Iterator[StreamEvent]:
         """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s, then the final "answer"."""
         started = time.perf_counter()
-        question = retrieval.validate_query(question, retrieval.MAX_QUESTION_CHARS)
+        question = retrieval.validate_query(question, self.config.answer.max_question_chars)
         history = _clean_history(history)
         answer_lang = reply_lang or _answer_language(question)
         settings = self.config.answer

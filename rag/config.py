@@ -95,6 +95,7 @@ class AnswerConfig:
     quote_above: float = 0.86  # model said NOT FOUND or its answer failed verification: quote evidence this strong
     min_support: float = 0.86  # an answer sentence less similar than this to its cited evidence is dropped
     rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
+    max_question_chars: int = 1000  # longer questions are refused with a message, not cut (see retrieval.py)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.retrieval.k < 1:
         raise ConfigError("[retrieval] k must be at least 1.")
+    if cfg.answer.max_question_chars < 20:
+        raise ConfigError(f"[answer] max_question_chars must be at least 20, got {cfg.answer.max_question_chars}.")
 
 
 def load_config(

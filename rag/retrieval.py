@@ -267,11 +267,12 @@ def _hit(data: IndexData, row: int, score: float, dense: float | None, lexical: 
     )
 
 
-# Longest question `answer` accepts. A real question is one to three sentences; 1,000 characters is about 230
-# tokens of the embedding model (which reads 512, so all of it counts) and leaves room in the chat model's
-# 2,048-token context for the question twice, the evidence and the answer. A longer text is refused rather
-# than cut: the part cut off could be the question itself (an article pasted with the question after it).
-# Search takes longer texts (to find passages like a pasted paragraph); its dense channel reads their start.
+# Longest question `answer` accepts by default ([answer] max_question_chars). A real question is one to three
+# sentences; 1,000 characters is about 230 tokens of the embedding model (which reads 512, so all of it counts)
+# and leaves room in the chat model's 2,048-token context for the question twice, the evidence and the answer.
+# A longer text is refused rather than cut: the part cut off could be the question itself (an article pasted
+# with the question after it). Search takes longer texts (to find passages like a pasted paragraph); its dense
+# channel reads their start.
 MAX_QUESTION_CHARS = 1000
 
 # Terminal escape sequences (colour, cursor moves, window title, OSC links) are removed whole: dropping only

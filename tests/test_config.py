@@ -44,6 +44,7 @@ def test_dict_and_section_overrides():
         ({"retrieval": {"k": "five"}}, "[retrieval] k must be a whole number"),
         ({"chunking": {"size": 100, "overlap": 100}}, "overlap (100) must be smaller than size (100)"),
         ({"index": {"on_mismatch": "ignore"}}, "on_mismatch must be"),
+        ({"answer": {"max_question_chars": 5}}, "[answer] max_question_chars must be at least 20"),
     ],
 )
 def test_bad_values_get_messages_that_name_the_key(data, message):

@@ -644,3 +644,12 @@ def test_the_real_model_does_not_follow_planted_instructions(planted_corpus, rea
         _assert_no_payload(answer.text)
         assert_grounded(assistant, answer)
         assert answer.lang == lang and all(c.source.startswith(topic) for c in answer.citations)
+
+
+def test_the_question_length_limit_is_a_config_key(fake_assistant, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Uzbekistan supports territorial integrity. " * 5, encoding="utf-8")
+    assistant = fake_assistant(corpus, tmp_path / "index", answer={"max_question_chars": 30})
+    with pytest.raises(rag.RagError, match="limited to 30"):
+        assistant.answer("What did Uzbekistan say about territorial integrity?")
