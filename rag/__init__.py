@@ -12,6 +12,7 @@ Everything public is re-exported here; the modules below are the steps of the pi
 from __future__ import annotations
 
 import os
+import threading
 
 # Nothing may reach the network at run time: these switches make the Hugging Face libraries load only local
 # files and keep Gradio from phoning home. Set before any of those libraries is imported. Their progress bars
@@ -56,14 +57,17 @@ __all__ = [
 ]
 
 _assistants: dict[Config, Assistant] = {}
+# Threads making their first call at once must share one Assistant: two would each load the models.
+_assistants_lock = threading.Lock()
 
 
 def get_assistant(config: Config | None = None) -> Assistant:
     """The shared Assistant for a configuration, so repeated calls load the models once."""
     cfg = config if config is not None else load_config()
-    if cfg not in _assistants:
-        _assistants[cfg] = Assistant(cfg)
-    return _assistants[cfg]
+    with _assistants_lock:  # cheap to hold: an Assistant loads its models on first use, not here
+        if cfg not in _assistants:
+            _assistants[cfg] = Assistant(cfg)
+        return _assistants[cfg]
 
 
 def build_index(config: Config | None = None, *, rebuild: bool = False) -> BuildSummary:

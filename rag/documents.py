@@ -143,7 +143,9 @@ def load_document(path: Path, root: Path, max_bytes: int, warn: Callable[[str], 
             "its name is not valid UTF-8 (written in another encoding); rename the file (e.g. with convmv)."
         ) from None
     data = read_bytes(path, max_bytes)
+    content_hash = hashlib.sha256(data).hexdigest()
     raw = extract_raw(data, path.suffix, max_bytes)
+    del data  # not kept while a large file is cleaned: bytes, decoded text and cleaned text would all be alive
     text = clean_text(raw.text)
     if not text.strip():
         raise DocumentSkipped("has no article text left after removing page furniture; check the file's content.")
@@ -154,7 +156,7 @@ def load_document(path: Path, root: Path, max_bytes: int, warn: Callable[[str], 
         date=(_iso(raw.date) if raw.date else None) or find_date(text),
         lang=detect_language(text),
         text=text,
-        content_hash=hashlib.sha256(data).hexdigest(),
+        content_hash=content_hash,
     )
     if raw.note and warn is not None:
         warn(raw.note)
@@ -178,13 +180,18 @@ def clean_text(text: str) -> str:
     """NFC text, \\n line ends, trimmed lines, at most one blank line in a row, and no site boilerplate."""
     text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
     text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines = text.split("\n")
+    del text  # a large document is held at most twice below (in lines, then joined), not four times
+    for k, line in enumerate(lines):  # in place, for the same reason
+        lines[k] = _SPACES.sub(" ", line).strip()
     lines = _drop_leading_labels(lines)
     lines = _drop_read_also_tail(lines)
     lines = [line for line in lines if not _is_boilerplate(line)]
     lines = _drop_repeated_lines(lines)
     text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    del lines
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n")
 
 
 def _is_boilerplate(line: str) -> bool:

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from . import aliases, store
-from .chunking import make_passages
+from .chunking import chunk_spans
 from .config import Config
 from .documents import discover, display_name, load_document
 from .errors import ConfigError, DocumentSkipped, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
 from .models import model_fingerprint, resolve_embedding_model
-from .types import BuildSummary, Document, Passage, SkippedFile
+from .types import BuildSummary, Document, SkippedFile
 from .vectorstore import VectorIndex
 
 log = logging.getLogger("rag")
@@ -34,6 +34,12 @@ log = logging.getLogger("rag")
 # names the subject ("the deputy minister said ..."), and the headline supplies it. Bump on change: it forces
 # a rebuild, since old vectors were made another way.
 EMBED_TEXT_VERSION = "title-v1"
+
+# Passages whose texts are made and embedded at a time: a multiple of the embedder's own batches, small next to
+# any corpus worth measuring (a few MB of text).
+EMBED_BATCH = 4096
+# Rows summed at a time for the language centroids.
+_CENTROID_SLICE = 8192
 
 
 def embedding_text(doc: Document, passage_text: str) -> str:
@@ -162,20 +168,22 @@ def build(
             file_states.setdefault(src, state)
 
         documents, table, vectors, embedded = _assemble(cfg, keep, new_docs, old_data, embedder_factory)
+        previous_aliases = old_data.aliases if old_data is not None else None
+        del old_data, new_docs  # the documents list holds every text still needed
         summary.embedded_passages = embedded
-        for doc_index, doc in enumerate(documents):
-            count = int(np.count_nonzero(table[:, 0] == doc_index)) if len(table) else 0
+        counts = np.bincount(table[:, 0], minlength=len(documents)).tolist()
+        for doc, count in zip(documents, counts, strict=True):
             state = file_states[doc.source]
             file_states[doc.source] = store.FileState(doc.doc_id, doc.content_hash, state.size, state.mtime_ns, count)
 
         dim = vectors.shape[1]
+        centroids = language_centroids(documents, table, vectors)
         approximate = len(table) > cfg.index.approximate_above
         vector_index = VectorIndex.build(vectors, dim, approximate=approximate, hnsw_m=cfg.index.hnsw_m)
-        lexical = LexicalIndex.build([documents[d].text[s:e] for d, s, e in table.tolist()] if len(table) else [])
+        del vectors  # FAISS holds its own copy; ours would double the largest structure of the build
+        lexical = LexicalIndex.build(documents[d].text[s:e] for d, s, e in table.tolist())
         acronyms = aliases.learn(
-            documents,
-            lambda forms: embedder_factory().encode_passages(forms),
-            previous=old_data.aliases if old_data is not None else None,
+            documents, lambda forms: embedder_factory().encode_passages(forms), previous=previous_aliases
         )
         manifest = {
             "settings": settings,
@@ -195,7 +203,7 @@ def build(
             table,
             vector_index,
             lexical,
-            language_centroids(documents, table, vectors),
+            centroids,
             keep=cfg.index.keep_generations,
             aliases=acronyms,
         )
@@ -239,8 +247,17 @@ def language_centroids(documents: list[Document], table: np.ndarray, vectors: np
     say; subtracting each language's mean at search time removes most of that bias (see retrieval.py)."""
     if not len(table):
         return {}
-    row_langs = np.array([documents[d].lang for d in table[:, 0]], dtype=object)
-    return {lang: vectors[row_langs == lang].mean(axis=0) for lang in sorted(set(row_langs))}
+    doc_langs = np.array([doc.lang for doc in documents], dtype=object)
+    row_langs = doc_langs[table[:, 0]]
+    centroids = {}
+    for lang in sorted(set(row_langs)):
+        rows = np.flatnonzero(row_langs == lang)
+        # Summed in slices: vectors[rows] at once would copy most of the largest array of the build.
+        total = np.zeros(vectors.shape[1], dtype=np.float64)
+        for start in range(0, len(rows), _CENTROID_SLICE):
+            total += vectors[rows[start : start + _CENTROID_SLICE]].sum(axis=0, dtype=np.float64)
+        centroids[lang] = (total / len(rows)).astype(np.float32)
+    return centroids
 
 
 def _plan(
@@ -313,59 +330,73 @@ def _assemble(
     old: store.IndexData | None,
     embedder_factory: Callable[[], object],
 ) -> tuple[list[Document], np.ndarray, np.ndarray, int]:
-    """Documents in source order, their passage table and vectors: carried-over rows plus newly embedded ones."""
-    old_by_source = {doc.source: i for i, doc in enumerate(old.documents)} if old is not None else {}
-    new_passages: dict[str, list[Passage]] = {
-        src: make_passages(doc, cfg.chunking.size, cfg.chunking.overlap) for src, doc in new_docs.items()
-    }
-    to_embed = [embedding_text(new_docs[src], p.text) for src in sorted(new_passages) for p in new_passages[src]]
-    new_vectors = None
-    embedder = None
-    if to_embed:
-        embedder = embedder_factory()
-        bar = _Progress(len(to_embed), "passage", "embedding")
-        new_vectors = embedder.encode_passages(to_embed, progress=bar.update)
-        bar.close()
-    dim = (
-        new_vectors.shape[1]
-        if new_vectors is not None
-        else (old.vectors.dim if old is not None else int(cfg_dim(embedder_factory, embedder)))
-    )
-    old_all = old.vectors.vectors() if old is not None and old.size else None
+    """Documents in source order, their passage table and vectors: carried-over rows plus newly embedded ones.
 
+    Passages are kept as (start, end) offsets; their texts are made a batch at a time for the embedder, so the
+    passages of a corpus never all exist as strings at once. Vectors go straight into the build's one array."""
+    old_rows = _rows_by_document(old) if old is not None else []
+    old_by_source = {doc.source: i for i, doc in enumerate(old.documents)} if old is not None else {}
     documents: list[Document] = []
-    rows: list[np.ndarray] = []
-    vector_parts: list[np.ndarray] = []
-    new_offset = {}
-    cursor = 0
-    for src in sorted(new_passages):
-        new_offset[src] = cursor
-        cursor += len(new_passages[src])
+    spans: list[np.ndarray] = []
+    carried: list[np.ndarray] = []  # for each carried-over document, its rows in the previous generation
     for source in sorted(set(keep) | set(new_docs)):
-        doc_number = len(documents)
         if source in new_docs:
             doc = new_docs[source]
-            passages = new_passages[source]
-            table = np.array([(doc_number, p.start, p.end) for p in passages], dtype=np.int64).reshape(-1, 3)
-            start = new_offset[source]
-            vecs = new_vectors[start : start + len(passages)] if passages else np.zeros((0, dim), np.float32)
+            doc_spans = np.array(chunk_spans(doc.text, cfg.chunking.size, cfg.chunking.overlap), dtype=np.int64)
         else:
             assert old is not None, "kept files always come with the previous generation loaded"
-            old_number = old_by_source[source]
-            doc = old.documents[old_number]
-            mask = old.passage_doc == old_number
-            table = np.stack(
-                [np.full(int(mask.sum()), doc_number), old.passage_start[mask], old.passage_end[mask]], axis=1
-            ).astype(np.int64)
-            vecs = old_all[mask] if old_all is not None else np.zeros((0, dim), np.float32)
+            rows = old_rows[old_by_source[source]]
+            doc = old.documents[old_by_source[source]]
+            doc_spans = np.stack([old.passage_start[rows], old.passage_end[rows]], axis=1)
+            carried.append(rows)
         documents.append(doc)
-        rows.append(table.reshape(-1, 3))
-        vector_parts.append(vecs.reshape(-1, dim))
-    table = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), dtype=np.float32)
-    return documents, table, vectors, len(to_embed)
+        spans.append(doc_spans.reshape(-1, 2))
+    counts = np.array([len(s) for s in spans], dtype=np.int64)
+    table = np.zeros((int(counts.sum()), 3), dtype=np.int64)
+    if len(table):
+        table[:, 0] = np.repeat(np.arange(len(documents)), counts)
+        table[:, 1:] = np.concatenate(spans)
+    del spans
+
+    row_is_new = np.array([doc.source in new_docs for doc in documents], dtype=bool)[table[:, 0]]
+    new_rows = np.flatnonzero(row_is_new)
+    vectors = _embed_rows(documents, table, new_rows, embedder_factory()) if len(new_rows) else None
+    if vectors is None:
+        dim = old.vectors.dim if old is not None else cfg_dim(embedder_factory)
+        vectors = np.zeros((len(table), dim), dtype=np.float32)
+    if carried:
+        # Carried-over documents keep their rows' order, so their rows here line up with the old rows in order.
+        assert old is not None
+        vectors[np.flatnonzero(~row_is_new)] = old.vectors.vectors(np.concatenate(carried))
+    return documents, table, vectors, len(new_rows)
 
 
-def cfg_dim(embedder_factory: Callable[[], object], embedder: object | None) -> int:
+def _rows_by_document(data: store.IndexData) -> list[np.ndarray]:
+    """The rows of each document of a loaded generation, in row order (one pass, not one scan per document)."""
+    order = np.argsort(data.passage_doc, kind="stable")
+    bounds = np.searchsorted(data.passage_doc[order], np.arange(len(data.documents) + 1))
+    return [order[bounds[k] : bounds[k + 1]] for k in range(len(data.documents))]
+
+
+def _embed_rows(documents: list[Document], table: np.ndarray, rows: np.ndarray, embedder) -> np.ndarray:
+    """A vector array for every row of `table`, with `rows` embedded; the other rows are left at zero."""
+    vectors: np.ndarray | None = None
+    bar = _Progress(len(rows), "passage", "embedding")
+    for first in range(0, len(rows), EMBED_BATCH):
+        batch = rows[first : first + EMBED_BATCH]
+        texts = []
+        for doc_number, start, end in table[batch].tolist():
+            doc = documents[doc_number]
+            texts.append(embedding_text(doc, doc.text[start:end]))
+        encoded = embedder.encode_passages(texts, progress=bar.update)
+        if vectors is None:
+            vectors = np.zeros((len(table), encoded.shape[1]), dtype=np.float32)
+        vectors[batch] = encoded
+    bar.close()
+    assert vectors is not None, "called with at least one row"
+    return vectors
+
+
+def cfg_dim(embedder_factory: Callable[[], object]) -> int:
     """The vector size when there is nothing to embed and no previous index to ask (an empty corpus)."""
-    return int((embedder or embedder_factory()).dim)
+    return int(embedder_factory().dim)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import bm25s
@@ -109,12 +111,28 @@ class LexicalIndex:
         self.size = size
 
     @classmethod
-    def build(cls, passage_texts: list[str]) -> LexicalIndex:
-        if not passage_texts:
+    def build(cls, passage_texts: Iterable[str]) -> LexicalIndex:
+        """BM25 over the passages, read one at a time: a generator keeps a big corpus's texts out of memory.
+
+        Each passage's terms become 4-byte ids in one flat array as they are tokenised, so the tokens of a
+        whole corpus never exist as Python strings at once (tens of bytes each, hundreds of MB for 100 MB of
+        text); bm25s then reads them back one passage at a time."""
+        vocab: dict[str, int] = {}
+        ids = array("i")
+        ends = array("q")
+        for text in passage_texts:
+            ids.extend(vocab.setdefault(term, len(vocab)) for term in tokenize(text))
+            ends.append(len(ids))
+        if not ends:
             return cls(None, 0)
+        if not vocab:
+            # Not one term in any passage (a corpus of punctuation): bm25s needs a vocabulary, and the empty
+            # token, which no query ever has, scores nothing.
+            vocab[""] = 0
         bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        bm25.index([tokenize(t) for t in passage_texts], show_progress=False)
-        return cls(bm25, len(passage_texts))
+        with np.errstate(divide="ignore", invalid="ignore"):  # average passage length 0 in that same case
+            bm25.index(_TermIds(ids, ends, vocab), show_progress=False)
+        return cls(bm25, len(ends))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for the query (zeros when no query term is in the index)."""
@@ -136,3 +154,31 @@ class LexicalIndex:
             return cls(None, 0)
         bm25 = bm25s.BM25.load(str(folder), mmap=False, show_progress=False, verbosity=0)
         return cls(bm25, size)
+
+
+class _TermIds:
+    """The corpus as bm25s reads token ids ("an object with `ids` and `vocab`"): `ids` is a sequence of each
+    passage's term ids, made as a list only when bm25s asks for that passage."""
+
+    def __init__(self, ids: array, ends: array, vocab: dict[str, int]):
+        self.vocab = vocab
+        self.ids = _Passages(np.frombuffer(ids, dtype=np.intc), np.frombuffer(ends, dtype=np.int64))
+
+
+class _Passages(Sequence):
+    def __init__(self, ids: np.ndarray, ends: np.ndarray):
+        self._ids = ids
+        self._starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        self._ends = ends
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, k):  # Sequence's own contract; bm25s only iterates
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self._ids[self._starts[k] : self._ends[k]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start, end in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
+            yield self._ids[start:end].tolist()

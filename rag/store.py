@@ -227,7 +227,8 @@ def write_generation(
     try:
         with (tmp / "documents.jsonl").open("w", encoding="utf-8") as fh:
             for doc in documents:
-                fh.write(json.dumps(asdict(doc), ensure_ascii=False) + "\n")
+                fh.write(json.dumps(asdict(doc), ensure_ascii=False))
+                fh.write("\n")  # not `+ "\n"`: that would copy a 100 MB document's line once more
         np.save(tmp / "passages.npy", np.asarray(table, dtype=np.int64).reshape(-1, 3), allow_pickle=False)
         vectors.save(tmp / "dense.faiss")
         lexical.save(tmp / "lexical")

@@ -62,3 +62,19 @@ def test_save_and_load_round_trip(tmp_path):
     index.save(tmp_path / "lex")
     loaded = LexicalIndex.load(tmp_path / "lex", len(texts))
     assert (loaded.scores("Tashkent") == index.scores("Tashkent")).all()
+
+
+def test_passages_without_a_single_term_still_index(tmp_path, make_assistant):
+    """A corpus whose text holds no index term at all (only stopwords and punctuation) builds, loads and is
+    searched; before the fix BM25 failed on the empty vocabulary ("max() arg is an empty sequence")."""
+    index = LexicalIndex.build(["и в на", "— … —"])
+    assert index.size == 2 and list(index.scores("Baku")) == [0.0, 0.0]
+    index.save(tmp_path / "lex")
+    assert list(LexicalIndex.load(tmp_path / "lex", 2).scores("на Baku")) == [0.0, 0.0]
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "dashes.txt").write_text("— … —\n\n!!! ???\n", encoding="utf-8")
+    assistant = make_assistant(corpus)
+    assert assistant.build_index().passages >= 1
+    assert [hit.source for hit in assistant.search("dashes and marks", k=1)] == ["dashes.txt"]
