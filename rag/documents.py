@@ -170,16 +170,33 @@ def doc_id_for(source: str) -> str:
 
 # Cleaning ---------------------------------------------------------------------------------------------------
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u2060\ufeff"), None)
+# Terminal escape sequences (colour, cursor moves, window title, OSC links) are removed whole: dropping only
+# their ESC byte would leave "[31m" in the text. A document is shown in terminals and pages, and a question
+# is cleaned the same way (retrieval.visible_text).
+ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase line
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # CSI as one C1 character
+)
+# Removed without a trace, since they sit inside words ("terri\u200btorial" is still the word): soft hyphens,
+# zero-width characters and joiners, direction marks, bidi embeddings, overrides and isolates (which reverse
+# whatever a page or terminal shows after them), invisible operators, byte order marks; and the remaining
+# C0 / C1 control characters and lone surrogates, which mean nothing in text. One regex, not a loop over
+# characters: a document may hold 100 MB.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    "\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]"
+)
 _SPACES = re.compile(r"[^\S\n]+")
 _LINE_BREAKS = re.compile(r"\r\n?|[\u2028\u2029\x85\v\f]")
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
 def clean_text(text: str) -> str:
-    """NFC text, \\n line ends, trimmed lines, at most one blank line in a row, and no site boilerplate."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
-    text = _CONTROL.sub("", _LINE_BREAKS.sub("\n", text))
+    """NFC text, \\n line ends, trimmed lines, at most one blank line in a row, nothing invisible or
+    unprintable, and no site boilerplate."""
+    text = ESCAPE_SEQUENCE.sub(" ", unicodedata.normalize("NFC", text))
+    text = _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text))
     lines = text.split("\n")
     del text  # a large document is held at most twice below (in lines, then joined), not four times
     for k, line in enumerate(lines):  # in place, for the same reason

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import RetrievalConfig
+from .documents import ESCAPE_SEQUENCE
 from .errors import RagError
 from .evidence import CHAT_MARKUP
 from .store import IndexData
@@ -275,14 +276,6 @@ def _hit(data: IndexData, row: int, score: float, dense: float | None, lexical: 
 # channel reads their start.
 MAX_QUESTION_CHARS = 1000
 
-# Terminal escape sequences (colour, cursor moves, window title, OSC links) are removed whole: dropping only
-# their ESC byte would leave "[31m" in the question.
-_ESCAPE_SEQUENCE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase line
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # CSI as one C1 character
-)
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -294,7 +287,7 @@ def visible_text(text: str) -> str:
     name with a zero-width space in it is still the name. Any other control, separator, surrogate or unassigned
     character becomes a space. None of them means anything to search or to the model, and left raw they can
     reverse or recolour whatever a terminal or a page shows after them."""
-    text = _ESCAPE_SEQUENCE.sub(" ", unicodedata.normalize("NFC", text))
+    text = ESCAPE_SEQUENCE.sub(" ", unicodedata.normalize("NFC", text))
     out = []
     for ch in text:
         if ch.isprintable() or ch == "\n":

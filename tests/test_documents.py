@@ -122,6 +122,23 @@ def test_cleaning_normalises_unicode_line_ends_and_blank_lines():
     assert text == "Şəki, Gəncə, İsmayıllı, Ağdam, Çöl, Üzüm\n\nİkincisətir.\nSon söz."
 
 
+def test_cleaning_removes_escapes_bidi_controls_and_invisible_characters(tmp_path):
+    """A document carrying terminal escapes, a bidi override, zero-width and control characters reads as its
+    visible words: nothing that could recolour a terminal or reverse a page reaches the index, and a word with
+    a zero-width character inside is still the word (so search finds it)."""
+    raw = (
+        "Başlıq\n\n\x1b[31mQırmızı\x1b[0m mətn \x1b]0;title\x07burada.\n"
+        "Ərazi\u200b bütöv\u200dlüyü \u202eevil.exe\u202c \u2066izolə\u2069 \u200eLRM\u200f.\n"
+        "Nul\x00 və\x07 zəng\x1f \x9b2Jsimvolları \ud800.\n"
+    )
+    text = clean_text(raw)
+    assert text == "Başlıq\n\nQırmızı mətn burada.\nƏrazi bütövlüyü evil.exe izolə LRM.\nNul və zəng simvolları ."
+    # NUL marks a file as binary (skipped whole) and a lone surrogate cannot be written as UTF-8: left out here.
+    (tmp_path / "escapes.txt").write_text(raw.replace("\x00", "").replace("\ud800", ""), encoding="utf-8")
+    doc = load_document(tmp_path / "escapes.txt", tmp_path, 10**6)
+    assert all(ch.isprintable() or ch == "\n" for ch in doc.text)
+
+
 ENGLISH_PAGE = """World
 
 Ministers meet in Baku to discuss regional transport links
