@@ -17,6 +17,7 @@ from rag.config import GenerationConfig, load_config
 from rag.errors import ConfigError, ModelError, RagError
 from rag.generation import LocalGenerator, ServerGenerator, api_base, make_generator
 from rag.models import prepare_models
+from tests.browser.app_harness import stop_process
 
 QUESTION = [
     {"role": "system", "content": "You are a helpful assistant. Answer in one short sentence."},
@@ -211,12 +212,7 @@ def llama_server(test_model, tmp_path_factory):
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=10)
 
 
 @pytest.mark.llm

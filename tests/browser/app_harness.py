@@ -70,12 +70,17 @@ def running_app(workdir: Path, *, model: str = "test", timeout_s: float = 180.0)
         wait_for_http(url, process, log_path, timeout_s)
         yield url, corpus
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Terminate `process` and wait for it; kill it when it does not exit within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> float:

@@ -24,7 +24,7 @@ from relfakes import ROOT, SEEDS, make_config
 
 import rag
 from rag.prompts import REFUSAL
-from tests.browser.app_harness import free_port, wait_for_http
+from tests.browser.app_harness import free_port, stop_process, wait_for_http
 
 # (question, its language, whether the seeds answer it): each is asked by several callers at once.
 QUESTIONS = [
@@ -237,12 +237,7 @@ def test_four_http_clients_of_the_app(seeds_setup):
         assert errors == [], f"{len(errors)} requests failed: {errors[:3]!r}\n{log_path.read_text()[-3000:]}"
         assert process.poll() is None, "the app exited under load"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     assert len(results) == CLIENTS * QUESTIONS_PER_CLIENT
     assert len({q for q, _ in results}) == len(QUESTIONS)
     langs = {question: lang for question, lang, _ in QUESTIONS}
