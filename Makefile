@@ -37,12 +37,13 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
-# make run prepares the default answer model ("quality", 1.1 GB); make test only what the tests use.
+# make run prepares the default answer model ("quality", 1.1 GB); make test what the tests use: the tiny "test"
+# model for most, and "fast" and "quality" for the tests that check the real models' behaviour (about 30 s more).
 models: setup
 	$(PY) -m rag models embedding quality
 
 models-test: setup
-	$(PY) -m rag models embedding test
+	$(PY) -m rag models embedding test fast quality
 
 # The browser tests drive the system Chromium (Playwright's own browser download needs the network).
 chromium:
