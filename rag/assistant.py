@@ -252,10 +252,17 @@ class Assistant:
             yield StreamEvent("token", text=piece)
         raw = "".join(pieces)
 
-        claims = grounding.verify(raw, evidence, answer_lang, self._support_matrix, settings.min_support)
+        supported = grounding.verify(raw, evidence, None, self._support_matrix, settings.min_support)
+        claims = [c for c in supported if grounding.in_language(c.text, answer_lang)]
         if claims:
             text, citations = grounding.compose(claims, evidence)
             mode = "generated"
+        elif supported:
+            # The model answered in the evidence's language instead of the question's (small models follow the
+            # quotes' language), yet what it said is verified against that evidence: the evidence holds the
+            # answer, so it is quoted, the sentences that support the model's answer first.
+            text, citations = grounding.extractive(_supporting_first(evidence, supported), answer_lang)
+            mode = "extractive"
         elif self._evidence_holds_answer(standalone, evidence):
             # The model's words could not be verified, or it said NOT FOUND while the evidence names everything
             # the question asks about: the evidence itself is the answer, quoted.
@@ -279,10 +286,9 @@ class Assistant:
         is refused even when the rest of the question matches well."""
         if max(e.score for e in evidence) >= self.config.answer.quote_above:
             return True
-        # "x " so that a name opening the question counts too; question words ("What") have no index terms
-        names = [n for n in grounding.names_in("x " + question) if tokenize(n)]
+        names = [n for n in grounding.question_names(question) if tokenize(n)]
         missing = grounding.missing_question_names(
-            "x " + question, evidence, equivalents=self.index().aliases.equivalents(question)
+            question, evidence, equivalents=self.index().aliases.equivalents(question)
         )
         return not names or len(missing) / len(names) < 0.5
 
@@ -313,6 +319,12 @@ def _checked_rewrite(rewrite: str, question: str) -> str:
 def _answer_language(question: str) -> str:
     lang = detect_language(question)
     return lang if lang in ANSWER_LANGUAGES else "en"
+
+
+def _supporting_first(evidence: list, supported: list[grounding.SupportedClaim]) -> list:
+    """The evidence reordered: the items supporting a claim first, in the claims' order, then the rest."""
+    numbers = list(dict.fromkeys(c.evidence for c in supported))
+    return sorted(evidence, key=lambda e: numbers.index(e.n) if e.n in numbers else len(numbers))
 
 
 def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:

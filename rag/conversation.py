@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .grounding import names_in, numbers_in
+from .grounding import numbers_in, question_names
 from .lexical import tokenize
 from .prompts import rewrite_messages
 
@@ -44,7 +44,7 @@ def acceptable_rewrite(rewrite: str, question: str) -> bool:
     if not rewrite or "\n" in rewrite.strip() or len(rewrite) > 3 * len(question) + 200:
         return False
     rewrite_terms = set(tokenize(rewrite))
-    for name in names_in("x " + question):  # "x " so that a name opening the question is checked too
+    for name in question_names(question):
         terms = set(tokenize(name))
         if terms and not terms & rewrite_terms:
             return False

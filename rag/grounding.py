@@ -6,7 +6,8 @@ The local models are small and invent facts, so their output is treated as a dra
   (names compared across scripts by their index terms) and its meaning is close enough (cosine of the
   embeddings, across languages);
 - a sentence its citation does not support is moved to the evidence that does, or dropped;
-- a sentence in another language than the question's is dropped.
+- a sentence in another language than the question's is not shown; when it is supported, the evidence that
+  supports it is quoted instead (the model answered in the quotes' language, but the evidence holds the answer).
 What survives is renumbered in order of appearance. When nothing survives the caller quotes the evidence
 verbatim instead (`extractive`), and when the evidence does not hold the answer it says so (`REFUSAL`).
 """
@@ -97,6 +98,27 @@ _CALENDAR = frozenset(
 )
 
 
+# Question words open a question with a capital letter, so they would pass for names. Inflected forms are listed
+# because a Russian or Azerbaijani question word changes with its case ("Каким", "Kimin").
+_INTERROGATIVE_WORDS = """
+what which who whom whose when where why how
+что чего чему чем кто кого кому кем какой какая какое какие какого каком какому каким какую каких какими
+каков какова каково каковы сколько когда где куда откуда почему зачем как чей чья чьё чье чьи
+nə nəyi nəyə nədən nədə nədir kim kimi kimə kimin kimdən kimdir hansı hansını hansına hansında hara
+harada haraya haradan niyə necə neçə neçənci
+"""
+_INTERROGATIVES = frozenset(_INTERROGATIVE_WORDS.split())
+
+
+def question_names(question: str) -> list[str]:
+    """Names of a question, its first word included unless it is a question word ("Uzbekistan" in "Uzbekistan
+    said what?", not "Каким" in "Каким был ...?")."""
+    words = question.split(maxsplit=1)
+    if words and words[0].strip("¿¡\"'«“(").lower() in _INTERROGATIVES:
+        question = words[1] if len(words) > 1 else ""
+    return names_in("x " + question)  # "x " so that a name opening the question counts
+
+
 def names_in(claim: str) -> list[str]:
     """Names of the claim: runs of capitalised words after the first word ("New York" is one name).
 
@@ -131,18 +153,19 @@ def unsupported_details(claim: str, evidence: Evidence) -> list[str]:
 def verify(
     raw: str,
     evidence: list[Evidence],
-    lang: str,
+    lang: str | None,
     similarity: Similarity,
     min_support: float,
 ) -> list[SupportedClaim]:
-    """The claims of `raw` that some evidence supports, each tied to the evidence that does."""
+    """The claims of `raw` that some evidence supports, each tied to the evidence that does; with `lang`, only
+    those written in that language."""
     claims = [c for c in parse_claims(raw, len(evidence)) if not is_not_found(c.text)]
     if not claims or not evidence:
         return []
     scores = np.asarray(similarity([c.text for c in claims], [e.quote for e in evidence]), dtype=np.float64)
     kept = []
     for i, claim in enumerate(claims):
-        if _wrong_language(claim.text, lang):
+        if lang is not None and _wrong_language(claim.text, lang):
             continue
         supporting = [
             j
@@ -156,6 +179,11 @@ def verify(
         best = max(cited or supporting, key=lambda j: scores[i, j])
         kept.append(SupportedClaim(claim.text, evidence[best].n, round(float(scores[i, best]), 4)))
     return kept
+
+
+def in_language(sentence: str, lang: str) -> bool:
+    """Whether the sentence is in `lang` (a sentence too short to tell counts as being in it)."""
+    return not _wrong_language(sentence, lang)
 
 
 def _wrong_language(sentence: str, lang: str) -> bool:
@@ -199,7 +227,7 @@ def missing_question_names(
         spellings = [name, *(other for word in name.split() for other in equivalents.get(word, ()))]
         return any(set(tokenize(spelling)) & terms for spelling in spellings)
 
-    return [name for name in names_in(question) if set(tokenize(name)) and not mentioned(name)]
+    return [name for name in question_names(question) if set(tokenize(name)) and not mentioned(name)]
 
 
 def extractive(evidence: list[Evidence], lang: str, count: int = 2) -> tuple[str, list[Citation]]:

@@ -78,6 +78,23 @@ def test_a_verified_generated_answer_keeps_its_citation(seeds_embedder):
     _check_citations(assistant, answer)
 
 
+def test_a_verified_answer_in_the_evidence_language_is_replaced_by_the_quote_it_rests_on(seeds_embedder):
+    """A Russian question, the model answers in English (the quotes' language): the English sentence is not
+    shown, but since the evidence supports it, that evidence is quoted, first, behind the Russian phrase."""
+    cited = {}
+
+    def reply(messages):
+        cited["n"] = re.search(r"\[(\d+)\] Özbəkistanın hər zaman", messages[1]["content"]).group(1)
+        return f"Uzbekistan has always supported the territorial integrity of Azerbaijan [{cited['n']}]."
+
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
+    answer = assistant.answer("Что заявил Узбекистан о территориальной целостности?")
+    assert answer.mode == "extractive" and answer.lang == "ru" and not answer.refused
+    assert answer.text.startswith(EXTRACTIVE_INTRO["ru"]) and "Uzbekistan has always" not in answer.text
+    assert answer.citations[0].quote.startswith("Özbəkistanın hər zaman")
+    _check_citations(assistant, answer)
+
+
 def test_invented_facts_never_reach_the_answer(seeds_embedder):
     lie = "Uzbekistan said this at a summit in Kabul on 3 May 2019 [1]. The minister resigned [9]."
     assistant = _assistant(seeds_embedder, ScriptedGenerator(lie))
