@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from results_file import write_block  # noqa: E402
+from results_file import publish  # noqa: E402
 
 import rag  # noqa: E402
 from rag.chunking import split_sentences  # noqa: E402
@@ -145,9 +145,7 @@ def main() -> None:
         "",
         "A negative drop: the query in the other language scores higher.",
     ]
-    body = "\n".join(lines)
-    write_block("GAP", body, args.results)
-    print(body)
+    publish("GAP", lines, args.results)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import write_block  # noqa: E402
+from results_file import publish  # noqa: E402
 
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
@@ -122,9 +122,7 @@ def main() -> None:
         "Citing the gold paragraph and key accuracy are shares of all answerable questions (a refusal counts as a "
         "miss). Refusal precision: the share of refusals that were right.",
     ]
-    body = "\n".join(lines)
-    write_block("REFUSAL", body, args.results)
-    print(body)
+    publish("REFUSAL", lines, args.results)
 
 
 if __name__ == "__main__":

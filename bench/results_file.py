@@ -24,6 +24,13 @@ def write_block(name: str, body: str, results: Path) -> None:
     results.write_text(text, encoding="utf-8")
 
 
+def publish(name: str, lines: list[str], results: Path) -> None:
+    """Write the lines as block `name` of the results file and show them."""
+    body = "\n".join(lines)
+    write_block(name, body, results)
+    print(body)
+
+
 def blocks(text: str) -> list[str]:
     """Every marked block of `text`, markers included, in order (for a script that rewrites the rest)."""
     found = []
