@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import write_block  # noqa: E402
+from results_file import mode_counts, write_block  # noqa: E402
 
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
@@ -53,13 +53,6 @@ def _cell(metrics: dict, key, kind: str) -> str:
     return f"{value:.0%}" if kind == "pct" else str(value)
 
 
-def _mode_counts(report: dict) -> str:
-    counts: dict[str, int] = {}
-    for row in report["rows"]:
-        counts[row["mode"]] = counts.get(row["mode"], 0) + 1
-    return ", ".join(f"{mode} {n}" for mode, n in sorted(counts.items()))
-
-
 def render(reports: dict[str, dict], command: str, seconds: float) -> str:
     models = list(reports)
     lines = [
@@ -74,7 +67,7 @@ def render(reports: dict[str, dict], command: str, seconds: float) -> str:
     ]
     for label, key, kind in ROWS:
         lines.append(f"| {label} | " + " | ".join(_cell(reports[m]["overall"], key, kind) for m in models) + " |")
-    lines.append("| answer modes | " + " | ".join(_mode_counts(reports[m]) for m in models) + " |")
+    lines.append("| answer modes | " + " | ".join(mode_counts(reports[m]["rows"]) for m in models) + " |")
     lines += ["", "Targets:"]
     for m in models:
         overall = reports[m]["overall"]

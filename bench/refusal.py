@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import publish  # noqa: E402
+from results_file import mode_counts, publish  # noqa: E402
 
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
@@ -57,13 +57,6 @@ def questions(lang: str, corpus: Path, per_kind: int) -> tuple[list, list]:
     answerable = [item for item in items if _article(item.gold[0]) not in held_out]
     unanswerable = [dataclasses.replace(item, gold=[]) for item in items if _article(item.gold[0]) in held_out]
     return _sample(answerable, per_kind), _sample(unanswerable, per_kind)
-
-
-def modes(rows: list[dict]) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["mode"]] = counts.get(row["mode"], 0) + 1
-    return ", ".join(f"{mode} {n}" for mode, n in sorted(counts.items()))
 
 
 def main() -> None:
@@ -115,7 +108,7 @@ def main() -> None:
         lines.append(
             f"| {lang} (paragraphs en) | {answered} / {len(good)} | {overall['cites_gold']:.0%} | "
             f"{overall['key_accuracy']:.0%} | {refused} / {len(bad)} ({overall['refusal_recall']:.0%}) | "
-            f"{overall['refusal_precision']:.0%} | {modes(good)} | {modes(bad)} |"
+            f"{overall['refusal_precision']:.0%} | {mode_counts(good)} | {mode_counts(bad)} |"
         )
     lines += [
         "",

@@ -31,6 +31,14 @@ def publish(name: str, lines: list[str], results: Path) -> None:
     print(body)
 
 
+def mode_counts(rows: list[dict]) -> str:
+    """ "extractive 7, generated 3, refused 2": how the rows of a `rag eval` report were answered."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["mode"]] = counts.get(row["mode"], 0) + 1
+    return ", ".join(f"{mode} {n}" for mode, n in sorted(counts.items()))
+
+
 def blocks(text: str) -> list[str]:
     """Every marked block of `text`, markers included, in order (for a script that rewrites the rest)."""
     found = []
