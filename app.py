@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import rag
-from rag.prompts import RELATED_LABEL
+from rag.prompts import MACHINE_TRANSLATION, RELATED_LABEL
 from rag.retrieval import clean_question
 from rag.types import Answer
 
@@ -186,6 +186,12 @@ def render_answer_html(
                 f'<div class="rag-meta">{_meta(c.source, c.date, c.lang)}</div>'
                 f'<blockquote class="rag-passage">{passage}</blockquote>'
             )
+            if c.translation:
+                label = MACHINE_TRANSLATION.get(answer.lang, MACHINE_TRANSLATION["en"])
+                parts.append(
+                    f'<div class="rag-translation"><span class="rag-meta">{_esc(label)}:</span> '
+                    f"{_esc(c.translation)}</div>"
+                )
             document = docs.get(c.source)
             context = context_html(document, c) if document is not None else ""
             if context:
@@ -234,6 +240,10 @@ def _footer_html(answer: Answer, stopped: bool = False) -> str:
     notes = ["stopped early: only what was verified is shown"] if stopped else []
     if answer.mode == "extractive":
         notes.append("quoted from the documents")
+    elif answer.mode == "generated":
+        notes.append("translated from the quoted sources by " + _esc(answer.model or "the chat model"))
+    if answer.confidence is not None:
+        notes.append(f"confidence {answer.confidence:.0%}")
     if answer.model:
         notes.append(_esc(answer.model))
     if "total" in answer.timings:

@@ -1,48 +1,157 @@
-"""Answer quality and latency on the dev questions, per chat model, written into bench/RESULTS.md.
+"""Answer precision and coverage at the configured confidence threshold, and the risk-coverage curve behind it.
 
-    .venv/bin/python bench/answers.py [--models quality fast] [--file ../shared/eval/seeds_dev.jsonl]
+    .venv/bin/python bench/answers.py [--sets seeds ntrex] [--models quality] [--limit N]
+    .venv/bin/python bench/answers.py --from-json      # re-render from bench/out/answers-<set>-<model>.json
 
-Runs `rag eval` (rag.evaluation.run_eval) once per model in one process, with the embedding model loaded once,
-and replaces the ANSWERS block of bench/RESULTS.md (see bench/results_file.py). Raw reports go to
-bench/out/answers-<model>.json.
+Question sets: "seeds" (../shared/eval/seeds_dev.jsonl over the configured corpus) and "ntrex" (NTREX-QA: the
+mixed-language newsroom written by rag.evaluation.prepare_ntrex_qa into a cache folder, with its own index). Every
+question is asked once per chat model with `[answer] min_confidence = 0`, so that each row holds the would-be
+answer and its confidence; the configured min_confidence (or --min-confidence) is then applied to the rows after
+the fact. Writes the rows to bench/out/answers-<set>-<model>.json, the curve to bench/risk_coverage.png and the
+ANSWERS block of bench/RESULTS.md (see bench/results_file.py). Metrics are reported per set, per half of the fixed
+split by article (rag.evaluation.article_half: thresholds are picked on "fit" and judged on "report") and per
+question language.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
-import time
-from datetime import UTC, datetime
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import mode_counts, write_block  # noqa: E402
+from results_file import mode_counts, publish  # noqa: E402
 
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
+from rag.errors import RagError  # noqa: E402
 
-TARGETS = {  # model -> (first token p50, total p50) in seconds, from the issue
-    "quality": (3.0, 12.0),
-    "fast": (1.5, 6.0),
-}
-ROWS = [
-    ("retrieval hit@1", "hit_at_1", "pct"),
-    ("answers citing a gold source", "cites_gold", "pct"),
-    ("citations outside the gold sources", "citations_outside_gold", "pct"),
-    ("single-source questions citing outside gold", "single_source_outside_gold", "int"),
-    ("key-fact accuracy", "key_accuracy", "pct"),
-    ("refusal precision", "refusal_precision", "pct"),
-    ("refusal recall", "refusal_recall", "pct"),
-    ("answer sentences without a citation", "unsupported_sentences", "int"),
-    ("time to first token p50 / p95", ("first_token_p50", "first_token_p95"), "secs"),
-    ("total p50 / p95", ("total_p50", "total_p95"), "secs"),
+EVAL = ROOT.parent / "shared" / "eval"
+QUESTIONS = {"seeds": EVAL / "seeds_dev.jsonl", "ntrex": EVAL / "ntrex_qa_dev.jsonl"}
+SETS = tuple(QUESTIONS)
+HALVES = ("fit", "report")
+TARGET_PRECISION = 0.9  # the precision a threshold picked on the fit half must reach
+NTREX_CACHE = Path(tempfile.gettempdir()) / "rag-eval" / "ntrex-qa"  # corpus/ and index/, reused between runs
+OUT = ROOT / "bench" / "out"
+ANSWER_CHARS = 140
+HEADLINE = [  # label, decisions() key (or two keys), kind
+    ("answers given", "answered", "int"),
+    ("precision (correct / given)", "precision", "pct"),
+    ("coverage (answerable answered)", "coverage", "pct"),
+    ("unanswerable refused", "unanswerable_refused", "pct"),
+    ("readable (in the question's language)", "readable", "pct"),
+    ("latency p50 / p90", ("latency_p50", "latency_p90"), "secs"),
 ]
 
 
+# -- running ----------------------------------------------------------------------------------------------------
+def question_set(name: str, cfg: rag.Config) -> tuple[rag.Config, list[evaluation.EvalItem]]:
+    """The configuration to answer a set with (its corpus and index) and its questions."""
+    items, _ = evaluation.load_items(QUESTIONS[name])
+    if name == "seeds":
+        return cfg, items
+    corpus = NTREX_CACHE / "corpus"
+    evaluation.prepare_ntrex_qa(EVAL / "ntrex_qa_corpus.json", EVAL / "ntrex_az_ru_en_docs.jsonl", corpus)
+    # The index is a cache: one built with another embedding model or chunking is rebuilt, not an error.
+    index = {"path": str(NTREX_CACHE / "index"), "on_mismatch": "rebuild"}
+    return cfg.with_overrides(corpus={"path": str(corpus)}, index=index), items
+
+
+def run(sets: list[str], models: list[str], limit: int | None, command: str) -> list[dict]:
+    """Ask every set with every model (min_confidence 0); write and return the reports, set by set."""
+    cfg = rag.load_config(ROOT / "config.toml").with_overrides(answer={"min_confidence": 0.0})
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores; load average at start "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (latencies are pessimistic when it exceeds the cores)"
+    )
+    reports = []
+    embedder = None
+    for name in sets:
+        set_cfg, items = question_set(name, cfg)
+        assistant = rag.Assistant(set_cfg, embedder=embedder)
+        embedder = assistant.embedder  # the embedding model is loaded once for every set
+        assistant.build_index()
+        for model in models:
+            print(f"{name}: answering with {model} ...", file=sys.stderr)
+            # Load the model (and llama.cpp's buffers) outside the timings, as a running app would have.
+            list(assistant.generator(model).chat([{"role": "user", "content": "Hello"}], max_tokens=2))
+            report = evaluation.run_eval(
+                assistant, items, model=model, limit=limit, file=QUESTIONS[name], progress=_progress(name, model)
+            )
+            report["meta"]["bench"] = {"set": name, "model": model, "command": command, "machine": machine}
+            evaluation.write_report(report, OUT / f"answers-{name}-{model}.json")
+            reports.append(report)
+    return reports
+
+
+def _progress(name: str, model: str):
+    def show(done: int, total: int) -> None:
+        print(f"\r  {name} / {model}: {done} / {total}", end="\n" if done == total else "", file=sys.stderr)
+
+    return show
+
+
+def load_reports(paths: list[Path]) -> list[dict]:
+    reports = []
+    for path in paths:
+        if not path.is_file():
+            raise RagError(f"{path} not found: run bench/answers.py without --from-json first, or name the files.")
+        report = json.loads(path.read_text(encoding="utf-8"))
+        bench = report["meta"].setdefault("bench", {})
+        # A report of `rag eval` has no bench section: it is named after its file.
+        set_name, _, model = path.stem.removeprefix("answers-").partition("-")
+        bench.setdefault("set", set_name)
+        bench.setdefault("model", model or report["meta"].get("model") or "?")
+        reports.append(report)
+    return reports
+
+
+# -- judging ----------------------------------------------------------------------------------------------------
+class Column(NamedTuple):
+    set: str  # with the model in brackets when there are several
+    half: str  # "fit", "report" or "all"
+    report: dict
+    rows: list[dict]
+
+    @property
+    def label(self) -> str:
+        return f"{self.set} {self.half}"
+
+
+def columns(reports: list[dict]) -> list[Column]:
+    """Every set's halves, then the whole set."""
+    several = len({r["meta"]["bench"]["model"] for r in reports}) > 1
+    found = []
+    for report in reports:
+        bench = report["meta"]["bench"]
+        name = f"{bench['set']} ({bench['model']})" if several else bench["set"]
+        found += [Column(name, half, report, _half(report, half)) for half in HALVES]
+        found.append(Column(name, "all", report, report["rows"]))
+    return found
+
+
+def _half(report: dict, half: str) -> list[dict]:
+    return [r for r in report["rows"] if r.get("half") == half]
+
+
+def pick(report: dict) -> evaluation.CurvePoint | None:
+    """The threshold chosen on the fit half for TARGET_PRECISION."""
+    return evaluation.choose_operating_point(evaluation.risk_coverage(_half(report, "fit")), TARGET_PRECISION)
+
+
+def at_threshold(rows: list[dict], threshold: float) -> list[dict]:
+    """The rows as `[answer] min_confidence = threshold` would have left them: answers below it become refusals."""
+    return [r if evaluation.given(r, threshold) or r["refused"] else {**r, "mode": "refused"} for r in rows]
+
+
+# -- output -----------------------------------------------------------------------------------------------------
 def _cell(metrics: dict, key, kind: str) -> str:
     if kind == "secs":
         a, b = (metrics.get(k) for k in key)
@@ -53,65 +162,211 @@ def _cell(metrics: dict, key, kind: str) -> str:
     return f"{value:.0%}" if kind == "pct" else str(value)
 
 
-def render(reports: dict[str, dict], command: str, seconds: float) -> str:
-    models = list(reports)
-    lines = [
-        "## Answers (`rag eval` on the dev questions)",
-        "",
-        f"- Command: `{command}`; run time {seconds / 60:.1f} min; {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} cores; load average at start "
-        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (latencies are pessimistic when it exceeds the cores)",
-        "",
-        "| metric | " + " | ".join(f"{m} ({reports[m]['meta']['model']})" for m in models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for label, key, kind in ROWS:
-        lines.append(f"| {label} | " + " | ".join(_cell(reports[m]["overall"], key, kind) for m in models) + " |")
-    lines.append("| answer modes | " + " | ".join(mode_counts(reports[m]["rows"]) for m in models) + " |")
-    lines += ["", "Targets:"]
-    for m in models:
-        overall = reports[m]["overall"]
-        if m in TARGETS:
-            first, total = TARGETS[m]
-            for name, value, limit in (
-                ("first token p50", overall.get("first_token_p50"), first),
-                ("total p50", overall.get("total_p50"), total),
-            ):
-                verdict = "n/a" if value is None else ("met" if value <= limit else f"missed by {value - limit:.2f} s")
-                lines.append(f"- {m}: {name} <= {limit} s: {verdict}")
-        key_acc = overall.get("key_accuracy")
-        lines.append(
-            f"- {m}: key facts >= 90%: "
-            + ("n/a" if key_acc is None else "met" if key_acc >= 0.9 else f"missed ({key_acc:.0%})")
+def _point(metrics: dict) -> str:
+    return ", ".join(
+        f"{name} {_cell(metrics, key, 'pct')}"
+        for name, key in (
+            ("precision", "precision"),
+            ("coverage", "coverage"),
+            ("unanswerable refused", "unanswerable_refused"),
         )
-    lines += ["", "Per question (" + models[0] + "):", "", "| id | mode | key hit | answer |", "|---|---|---|---|"]
-    for row in reports[models[0]]["rows"]:
+    )
+
+
+def _questions(rows: list[dict]) -> str:
+    return f"{sum(1 for r in rows if r['answerable'])} / {sum(1 for r in rows if not r['answerable'])}"
+
+
+def render(reports: list[dict], threshold: float, command: str) -> str:
+    first = reports[0]["meta"]
+    bench = first["bench"]
+    ran = first.get("date", "?")
+    seconds = sum(r["meta"].get("seconds") or 0 for r in reports)
+    lines = ["## Answers at the confidence threshold (`bench/answers.py`)", ""]
+    if bench.get("command") and command != bench["command"]:
+        lines.append(f"- Command: `{bench['command']}`; re-rendered from its rows with `{command}`")
+    else:
+        lines.append(f"- Command: `{command}`")
+    lines.append(
+        f"- Run {ran}; answering took {seconds / 60:.1f} min; chat model "
+        + ", ".join(dict.fromkeys(f"{r['meta']['bench']['model']} ({r['meta']['model']})" for r in reports))
+    )
+    if bench.get("machine"):
+        lines.append(f"- Machine: {bench['machine']}")
+    lines += [
+        f"- Asked with `[answer] min_confidence = 0`; the figures below apply min_confidence = {threshold:.2f} to the "
+        "rows afterwards (an answer below it counts as refused). Halves: the fixed split by article "
+        "(`rag.evaluation.article_half`).",
+        "",
+    ]
+    cols = columns(reports)
+    metrics = [evaluation.decisions(c.rows, threshold) for c in cols]
+    lines += ["| metric | " + " | ".join(c.label for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    lines.append("| questions (answerable / not) | " + " | ".join(_questions(c.rows) for c in cols) + " |")
+    for label, key, kind in HEADLINE:
+        lines.append(f"| {label} | " + " | ".join(_cell(m, key, kind) for m in metrics) + " |")
+
+    lines += [
+        "",
+        f"Per question language (min_confidence {threshold:.2f}):",
+        "",
+        "| set | half | language | questions (answerable / not) | "
+        + " | ".join(label for label, _, _ in HEADLINE[1:])
+        + " |",
+        "|---|---|---|---|" + "---|" * len(HEADLINE[1:]),
+    ]
+    for c in cols:
+        if c.half == "all":
+            continue
+        for lang in sorted({r["lang"] for r in c.rows}):
+            group = [r for r in c.rows if r["lang"] == lang]
+            m = evaluation.decisions(group, threshold)
+            lines.append(
+                f"| {c.set} | {c.half} | {lang} | {_questions(group)} | "
+                + " | ".join(_cell(m, key, kind) for _, key, kind in HEADLINE[1:])
+                + " |"
+            )
+
+    lines += ["", f"Threshold picked on the fit half (highest coverage at precision >= {TARGET_PRECISION:.0%}):", ""]
+    for report in reports:
+        name = f"{report['meta']['bench']['set']} ({report['meta']['bench']['model']})"
+        chosen = pick(report)
+        if chosen is None:
+            lines.append(f"- {name}: no answers on the fit half, no threshold")
+            continue
+        met = "" if chosen.precision >= TARGET_PRECISION else f"; no threshold reaches {TARGET_PRECISION:.0%}"
+        fit = evaluation.decisions(_half(report, "fit"), chosen.threshold)
+        held = evaluation.decisions(_half(report, "report"), chosen.threshold)
+        lines.append(
+            f"- {name}: min_confidence {chosen.threshold:.2f}{met} (configured {threshold:.2f}). "
+            f"Fit half: {_point(fit)}. Report half at it: {_point(held)}."
+        )
+
+    lines += ["", f"Answer modes at min_confidence {threshold:.2f} (as asked, with min_confidence 0):", ""]
+    for report in reports:
+        rows = report["rows"]
+        lines.append(
+            f"- {report['meta']['bench']['set']} ({report['meta']['bench']['model']}): "
+            f"{mode_counts(at_threshold(rows, threshold))} ({mode_counts(rows)})"
+        )
+
+    shown = next((r for r in reports if r["meta"]["bench"]["set"] == "ntrex"), reports[0])
+    lines += [
+        "",
+        f"Per question, {shown['meta']['bench']['set']} report half ({shown['meta']['bench']['model']}); "
+        f"the answer as asked with min_confidence 0, given when its confidence reaches {threshold:.2f}:",
+        "",
+        "| id | lang | mode | given | correct | confidence | answer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in _half(shown, "report"):
         text = row["answer"].replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {row['id']} | {row['mode']} | {row['key_hit']} | {text[:160]} |")
+        confidence = "n/a" if row.get("confidence") is None else f"{row['confidence']:.2f}"
+        lines.append(
+            f"| {row['id']} | {row['lang']} | {row['mode']} | {'yes' if evaluation.given(row, threshold) else 'no'} | "
+            f"{'yes' if row.get('correct') else 'no'} | {confidence} | {text[:ANSWER_CHARS]} |"
+        )
+    lines += [
+        "",
+        "Correct: answerable, answered, every key fact in the answer text, and a gold article cited. Readable: the "
+        "answer text without its [n] markers is detected as the question's language (or is under 4 words). Latency: "
+        "total seconds per question, refusals included. The curve is in `bench/risk_coverage.png`.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def plot(reports: list[dict], threshold: float, path: Path) -> None:
+    """Precision against coverage, one line per set / half, with min_confidence ("o") and the threshold picked on
+    the fit half ("x") marked on each."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RagError(
+            "The risk-coverage plot needs matplotlib: "
+            ".venv/bin/pip install -r requirements-bench.txt -c constraints.txt"
+        ) from exc
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for c in columns(reports):
+        if c.half == "all":
+            continue
+        points = [p for p in evaluation.risk_coverage(c.rows) if p.precision is not None and p.coverage is not None]
+        if not points:
+            continue
+        chosen = pick(c.report)
+        held = evaluation.decisions(c.rows, chosen.threshold) if chosen is not None else None
+        label = c.label
+        if held is not None:
+            label += f"; fit pick {chosen.threshold:.2f}: " + (
+                "no answers"
+                if held["precision"] is None
+                else f"precision {held['precision']:.0%}, coverage {_cell(held, 'coverage', 'pct')}"
+            )
+        (line,) = ax.plot([p.coverage for p in points], [p.precision for p in points], label=label)
+        colour = line.get_color()
+        here = evaluation.decisions(c.rows, threshold)
+        if here["precision"] is not None:
+            ax.plot([here["coverage"]], [here["precision"]], "o", color=colour, markersize=8)
+        if held is not None and held["precision"] is not None:
+            at = (held["coverage"], held["precision"])
+            ax.plot([at[0]], [at[1]], "x", color=colour, markersize=10)
+            ax.annotate(
+                f"{chosen.threshold:.2f}", at, textcoords="offset points", xytext=(5, 5), fontsize=8, color=colour
+            )
+    ax.axhline(TARGET_PRECISION, color="grey", linestyle=":", linewidth=1)
+    ax.set(
+        xlim=(-0.02, 1.03),
+        ylim=(-0.02, 1.03),
+        xlabel="coverage (answerable questions answered)",
+        ylabel="precision (correct / answers given)",
+        title=f"Risk-coverage: o = min_confidence {threshold:.2f}, x = threshold picked on the fit half "
+        f"(precision >= {TARGET_PRECISION:.0%})",
+    )
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no answers given", ha="center", transform=ax.transAxes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["quality", "fast"])
-    parser.add_argument("--file", default=str(ROOT.parent / "shared" / "eval" / "seeds_dev.jsonl"))
-    parser.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--models", nargs="+", default=["quality"], help="chat models (default: quality)")
+    parser.add_argument("--limit", type=int, default=None, help="ask only the first N questions of each set")
+    parser.add_argument(
+        "--from-json",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="re-render from saved rows, asking nothing (default files: bench/out/answers-<set>-<model>.json)",
+    )
+    parser.add_argument("--min-confidence", type=float, default=None, help="default: [answer] min_confidence")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--png", type=Path, default=ROOT / "bench" / "risk_coverage.png")
     args = parser.parse_args()
-    started = time.perf_counter()
-    cfg = rag.load_config(ROOT / "config.toml")
-    assistant = rag.Assistant(cfg)
-    assistant.build_index()
-    items, _ = evaluation.load_items(Path(args.file))
-    reports = {}
-    for model in args.models:
-        print(f"evaluating {model} ...", file=sys.stderr)
-        # Load the model (and llama.cpp's buffers) outside the timings, as a running app would have.
-        list(assistant.generator(model).chat([{"role": "user", "content": "Hello"}], max_tokens=2))
-        reports[model] = evaluation.run_eval(assistant, items, model=model, file=args.file)
-        evaluation.write_report(reports[model], ROOT / "bench" / "out" / f"answers-{model}.json")
-    command = "python bench/answers.py " + " ".join(sys.argv[1:])
-    write_block("ANSWERS", render(reports, command.strip(), time.perf_counter() - started), Path(args.results))
-    print(f"wrote {args.results}", file=sys.stderr)
+    command = " ".join(["python bench/answers.py", *sys.argv[1:]])
+    threshold = args.min_confidence
+    if threshold is None:
+        threshold = rag.load_config(ROOT / "config.toml").answer.min_confidence
+    try:
+        if args.from_json is None:
+            reports = run(args.sets, args.models, args.limit, command)
+        else:
+            files = args.from_json or [OUT / f"answers-{s}-{m}.json" for s in args.sets for m in args.models]
+            reports = load_reports(files)
+        plot(reports, threshold, args.png)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    publish("ANSWERS", render(reports, threshold, command).splitlines(), args.results)
+    print(f"wrote {args.results} and {args.png}", file=sys.stderr)
     return 0
 
 

@@ -15,15 +15,14 @@ import numpy as np
 from . import grounding, indexer, retrieval, store
 from .config import Config, load_config
 from .conversation import standalone_question
+from .decision import decide
 from .errors import IndexLoadError, IndexMismatchError, RagError
-from .evidence import select_evidence
+from .evidence import EvidenceModel, select_evidence
 from .language import detect_language
-from .lexical import tokenize
-from .prompts import answer_messages
+from .prompts import translate_messages
+from .question import ANSWER_LANGUAGES, Question, answer_language
 from .retrieval import Filters
-from .types import Answer, BuildSummary, Hit, StreamEvent
-
-ANSWER_LANGUAGES = ("az", "ru", "en")
+from .types import Answer, BuildSummary, Evidence, Hit, StreamEvent
 
 
 class Assistant:
@@ -46,6 +45,7 @@ class Assistant:
         if generator is not None:
             self._generators[self._generator_key(None)] = generator
         self._data: store.IndexData | None = None
+        self._evidence_model: EvidenceModel | None = None
         self._lock = threading.RLock()
 
     # -- models -----------------------------------------------------------------------------------------------
@@ -110,6 +110,23 @@ class Assistant:
             return self._data
 
     # -- search -----------------------------------------------------------------------------------------------
+    def question(self, text: str, *, asked: str = "", reply_lang: str | None = None) -> Question:
+        """`text` (already cleaned) as a Question: its language, its answer language and its vectors, computed
+        once. The vectors include, per language, the question with its acronyms written that language's way
+        (OIC -> İƏT), as the corpus's own definitions link them at build time: see aliases.py."""
+        aliases = self.index().aliases
+        variants = aliases.query_variants(text)
+        vectors = self.embedder.encode_queries([text, *variants.values()])
+        return Question(
+            text=text,
+            lang=detect_language(text),
+            answer_lang=answer_language(text, reply_lang),
+            vector=vectors[0],
+            variants=dict(zip(variants, vectors[1:], strict=True)),
+            asked=asked or text,
+            equivalents=aliases.equivalents(text),
+        )
+
     def search(
         self,
         query: str,
@@ -125,27 +142,22 @@ class Assistant:
         k = self.config.retrieval.k if k is None else int(k)
         if k < 1:
             raise ValueError("k must be at least 1.")
-        data = self.index()
-        vector, variants = self._encode_question(query)
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
+        return self._search(self.question(query), k, filters)
+
+    def _search(self, question: Question, k: int, filters: Filters) -> list[Hit]:
+        data = self.index()
         return retrieval.search(
             data,
-            vector,
-            query,
+            question.vector,
+            question.text,
             k,
             self.config.retrieval,
             filters,
-            query_lang=detect_language(query),
-            variant_vectors=variants,
-            lexical_terms=data.aliases.lexical_terms(query),
+            query_lang=question.lang,
+            variant_vectors=question.variants,
+            lexical_terms=data.aliases.lexical_terms(question.text),
         )
-
-    def _encode_question(self, question: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The question's vector, and per language the vector of the question with its acronyms written that
-        language's way (OIC -> İƏT), as the corpus's own definitions link them at build time: see aliases.py."""
-        variants = self.index().aliases.query_variants(question)
-        vectors = self.embedder.encode_queries([question, *variants.values()])
-        return vectors[0], dict(zip(variants, vectors[1:], strict=True))
 
     def stats(self) -> dict:
         """What the index holds: documents, passages, languages, size on disk, model, when it was built."""
@@ -198,103 +210,108 @@ class Assistant:
         reply_lang: str | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[StreamEvent]:
-        """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s, then the final "answer"."""
+        """Like `answer`, yielding StreamEvents: "rewrite", "queued", "token"s (a translation as it is written),
+        then the final "answer"."""
         started = time.perf_counter()
-        question = retrieval.validate_query(question, self.config.answer.max_question_chars)
+        asked = retrieval.validate_query(question, self.config.answer.max_question_chars)
         history = _clean_history(history)
-        answer_lang = reply_lang or _answer_language(question)
         settings = self.config.answer
         generator = self.generator(model)
-        generation = self.config.generation
 
-        def generate(messages: list[dict]) -> str:
-            return "".join(generator.chat(messages, max_tokens=60, temperature=0.0, cancel=cancel))
-
-        standalone = question
+        standalone = asked
         if history and settings.rewrite_follow_ups:
-            standalone = _checked_rewrite(standalone_question(question, history, generate), question)
-            if standalone != question:
+
+            def generate(messages: list[dict]) -> str:
+                return "".join(generator.chat(messages, max_tokens=60, temperature=0.0, cancel=cancel))
+
+            standalone = _checked_rewrite(standalone_question(asked, history, generate), asked)
+            if standalone != asked:
                 yield StreamEvent("rewrite", text=standalone)
 
-        hits = self.search(
-            standalone, k or settings.passages, lang=lang, source=source, date_from=date_from, date_to=date_to
-        )
-        query_vector, variants = self._encode_question(standalone)
-        question_vectors = np.stack([query_vector, *variants.values()])
+        q = self.question(standalone, asked=asked, reply_lang=reply_lang or answer_language(asked))
+        filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
+        hits = self._search(q, k or settings.passages, filters)
         evidence = select_evidence(
-            standalone,
+            q,
             hits,
-            lambda sentences: (self.embedder.encode_passages(sentences) @ question_vectors.T).max(axis=1),
+            lambda sentences: (self.embedder.encode_passages(sentences) @ q.vectors.T).max(axis=1),
             settings.evidence,
+            self.evidence_model,
         )
+        decision = decide(evidence, settings.min_confidence)
         timings = {"retrieval": round(time.perf_counter() - started, 3)}
-        base = dict(question=question, lang=answer_lang, standalone_question=standalone, model=generator.name)
-
-        if not evidence or max(e.score for e in evidence) < settings.refuse_below:
+        base = dict(
+            question=asked,
+            lang=q.answer_lang,
+            standalone_question=standalone,
+            model=generator.name,
+            confidence=decision.confidence,
+        )
+        if decision.action == "refuse":
             timings["total"] = round(time.perf_counter() - started, 3)
             yield StreamEvent("answer", answer=_refusal(base, hits, timings))
             return
 
-        waiting = getattr(generator, "queue_length", 0)
-        if waiting:
-            yield StreamEvent("queued", text=str(waiting))
-        pieces = []
-        for piece in generator.chat(
-            answer_messages(standalone, answer_lang, evidence),
-            max_tokens=generation.max_tokens,
-            temperature=generation.temperature,
-            cancel=cancel,
-        ):
-            if not pieces:
-                timings["first_token"] = round(time.perf_counter() - started, 3)
-            piece = retrieval.visible_text(piece)  # a model steered to emit escapes must not reach a terminal
-            pieces.append(piece)
-            yield StreamEvent("token", text=piece)
-        raw = "".join(pieces)
-
-        supported = grounding.verify(raw, evidence, None, self._support_matrix, settings.min_support)
-        claims = [c for c in supported if grounding.in_language(c.text, answer_lang)]
-        if claims:
-            text, citations = grounding.compose(claims, evidence)
-            mode = "generated"
-        elif supported:
-            # The model answered in the evidence's language instead of the question's (small models follow the
-            # quotes' language), yet what it said is verified against that evidence: the evidence holds the
-            # answer, so it is quoted, the sentences that support the model's answer first.
-            text, citations = grounding.extractive(_supporting_first(evidence, supported), answer_lang)
-            mode = "extractive"
-        elif self._evidence_holds_answer(standalone, evidence):
-            # The model's words could not be verified, or it said NOT FOUND while the evidence names everything
-            # the question asks about: the evidence itself is the answer, quoted.
-            text, citations = grounding.extractive(evidence, answer_lang)
-            mode = "extractive"
+        translations: dict[int, str | None] = {}
+        foreign = [item for item in decision.quotes if quote_language(item) != q.answer_lang]
+        if foreign and settings.translate:
+            waiting = getattr(generator, "queue_length", 0)
+            if waiting:
+                yield StreamEvent("queued", text=str(waiting))
+            others = [e.quote for e in evidence]
+            for item in foreign:
+                pieces = []
+                for piece in generator.chat(
+                    translate_messages(item.quote, quote_language(item), q.answer_lang),
+                    max_tokens=_translation_tokens(item.quote),
+                    temperature=0.0,
+                    stop=["\n"],  # a translation is one line; small models ramble on after it
+                    cancel=cancel,
+                ):
+                    timings.setdefault("first_token", round(time.perf_counter() - started, 3))
+                    piece = retrieval.visible_text(piece)  # a model steered to emit escapes must not reach a terminal
+                    pieces.append(piece)
+                    yield StreamEvent("token", text=piece)
+                if pieces:
+                    yield StreamEvent("token", text=" ")
+                translation = " ".join("".join(pieces).split())
+                check = grounding.check_translation(
+                    item.quote, translation, [o for o in others if o != item.quote], self._similarity
+                )
+                translations[item.n] = translation if check.ok else None
         else:
-            timings["total"] = round(time.perf_counter() - started, 3)
-            yield StreamEvent("answer", answer=_refusal(base, hits, timings))
-            return
+            translations = {item.n: None for item in foreign}
+        text, citations, mode = grounding.answer_from_quotes(decision.quotes, translations, q.answer_lang)
         timings["total"] = round(time.perf_counter() - started, 3)
         yield StreamEvent(
             "answer", answer=Answer(text=text, refused=False, citations=citations, mode=mode, timings=timings, **base)
         )
 
-    def _evidence_holds_answer(self, question: str, evidence: list) -> bool:
-        """Whether to quote the evidence when the model's answer is unusable (or it said NOT FOUND).
+    @property
+    def evidence_model(self) -> EvidenceModel:
+        with self._lock:
+            if self._evidence_model is None:
+                self._evidence_model = EvidenceModel.load()
+            return self._evidence_model
 
-        The small models' NOT FOUND is no guide (they say it for many questions the evidence answers, and the
-        0.5B never says it), so the decision rests on the evidence: strong enough on its own, or at least
-        naming everything the question asks about. "The Chinese foreign ministry" in a corpus without China
-        is refused even when the rest of the question matches well."""
-        if max(e.score for e in evidence) >= self.config.answer.quote_above:
-            return True
-        names = [n for n in grounding.question_names(question) if tokenize(n)]
-        missing = grounding.missing_question_names(
-            question, evidence, equivalents=self.index().aliases.equivalents(question)
-        )
-        return not names or len(missing) / len(names) < 0.5
+    def _similarity(self, texts: list[str], others: list[str]) -> np.ndarray:
+        """Cosine of each text with each other text, both encoded as passages (a translation and its quote)."""
+        return self.embedder.encode_passages(texts) @ self.embedder.encode_passages(others).T
 
-    def _support_matrix(self, claims: list[str], quotes: list[str]) -> np.ndarray:
-        """Cosine of each answer sentence (as a query) with each evidence sentence (as a passage)."""
-        return self.embedder.encode_queries(claims) @ self.embedder.encode_passages(quotes).T
+
+def quote_language(item: Evidence) -> str:
+    """The language of an evidence sentence: its document's, unless the sentence itself is long enough to tell
+    and is clearly in another of the answer languages (a quoted statement in an article)."""
+    if len(item.quote.split()) >= 6:
+        detected = detect_language(item.quote)
+        if detected in ANSWER_LANGUAGES:
+            return detected
+    return item.hit.lang
+
+
+def _translation_tokens(quote: str) -> int:
+    """Room for the translation of one sentence: about one token per three characters, and some slack."""
+    return min(300, len(quote) // 3 + 24)
 
 
 def _clean_history(history: list[dict] | None) -> list[dict]:
@@ -314,17 +331,6 @@ def _checked_rewrite(rewrite: str, question: str) -> str:
         return retrieval.validate_query(rewrite)
     except RagError:
         return question
-
-
-def _answer_language(question: str) -> str:
-    lang = detect_language(question)
-    return lang if lang in ANSWER_LANGUAGES else "en"
-
-
-def _supporting_first(evidence: list, supported: list[grounding.SupportedClaim]) -> list:
-    """The evidence reordered: the items supporting a claim first, in the claims' order, then the rest."""
-    numbers = list(dict.fromkeys(c.evidence for c in supported))
-    return sorted(evidence, key=lambda e: numbers.index(e.n) if e.n in numbers else len(numbers))
 
 
 def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:

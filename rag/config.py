@@ -89,11 +89,10 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class AnswerConfig:
-    passages: int = 6  # passages retrieved for a question
-    evidence: int = 4  # evidence sentences given to the model
-    refuse_below: float = 0.80  # best evidence cosine below this: the documents do not hold the answer (no model call)
-    quote_above: float = 0.86  # model said NOT FOUND or its answer failed verification: quote evidence this strong
-    min_support: float = 0.86  # an answer sentence less similar than this to its cited evidence is dropped
+    passages: int = 10  # passages retrieved for a question
+    evidence: int = 4  # evidence sentences kept (the answer quotes one or two of them)
+    min_confidence: float = 0.5  # an answer whose calibrated confidence is below this is refused (see decision.py)
+    translate: bool = True  # quotes in another language than the question's are machine-translated and checked
     rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
     max_question_chars: int = 1000  # longer questions are refused with a message, not cut (see retrieval.py)
 
@@ -151,6 +150,18 @@ def _coerce(section: str, key: str, value: Any, default: Any, base_dir: Path) ->
     return value
 
 
+# Keys of earlier versions, with what replaced them, so an old config.toml fails with the fix rather than a guess.
+_CALIBRATED = (
+    "the raw-cosine thresholds refuse_below, quote_above and min_support were replaced by min_confidence, a "
+    "calibrated probability (see config.toml). Delete this line; set min_confidence to answer more or fewer questions."
+)
+_RETIRED = {
+    ("answer", "refuse_below"): _CALIBRATED,
+    ("answer", "quote_above"): _CALIBRATED,
+    ("answer", "min_support"): _CALIBRATED,
+}
+
+
 def _apply(cfg: Config, data: dict[str, Any], base_dir: Path) -> Config:
     updates = {}
     for section, values in data.items():
@@ -163,6 +174,8 @@ def _apply(cfg: Config, data: dict[str, Any], base_dir: Path) -> Config:
         known_keys = {f.name: f for f in fields(current)}
         changes = {}
         for key, value in values.items():
+            if (section, key) in _RETIRED:
+                raise ConfigError(f"[{section}] {key} is no longer used: {_RETIRED[section, key]}")
             if key not in known_keys:
                 raise ConfigError(f"Unknown key '{key}' in [{section}]; known keys: {', '.join(sorted(known_keys))}.")
             default = getattr(current, key)
@@ -187,6 +200,10 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.retrieval.k < 1:
         raise ConfigError("[retrieval] k must be at least 1.")
+    if not 0.0 <= cfg.answer.min_confidence <= 1.0:
+        raise ConfigError(
+            f"[answer] min_confidence must be between 0 and 1 (a probability), got {cfg.answer.min_confidence}."
+        )
     if cfg.answer.max_question_chars < 20:
         raise ConfigError(f"[answer] max_question_chars must be at least 20, got {cfg.answer.max_question_chars}.")
 

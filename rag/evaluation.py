@@ -9,6 +9,11 @@ Two input formats:
 `run_eval` asks every question twice, once through `search` (retrieval ranks) and once through `answer`
 (citations, key facts, refusals, latency), and returns a report of plain JSON values: metrics per language and
 overall, the run's metadata, and one row per question so that a person can read what went wrong.
+
+Each row also carries the answer's calibrated `confidence`, whether it is `correct` and `readable` in the question's
+language, and the `half` of the fixed split by article. Run with `[answer] min_confidence = 0`, the rows hold every
+would-be answer, and the pure functions of "answer decisions" (`precision`, `coverage`, `risk_coverage`,
+`choose_operating_point`) judge any confidence threshold after the fact, without asking again.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .chunking import split_sentences
 from .errors import RagError
@@ -136,6 +141,42 @@ def _xquad_item(q: _Question, lang: str, file: str, more_answers: list[str]) -> 
     if q.impossible:
         return EvalItem(id=q.id, lang=lang, question=q.question, gold=[], keys=[])
     return EvalItem(id=q.id, lang=lang, question=q.question, gold=[file], keys=[_distinct(q.answers + more_answers)])
+
+
+def prepare_ntrex_qa(corpus_file: Path, articles_file: Path, corpus_dir: Path) -> list[str]:
+    """Write the NTREX-QA newsroom: each doc id of `corpus_file`'s `corpus` map as `<doc_id>.txt`, holding the
+    article (title line included) in the one language the map assigns it, from `articles_file`
+    (`ntrex_az_ru_en_docs.jsonl`). Returns the file names. Questions are then read with `load_items` from
+    `ntrex_qa_dev.jsonl`, whose gold ids are the file stems."""
+    corpus = _parse_json(Path(corpus_file), _read_text(Path(corpus_file)))
+    assigned = corpus.get("corpus") if isinstance(corpus, dict) else None
+    if not isinstance(assigned, dict) or not assigned:
+        raise RagError(f"{corpus_file}: expected an object whose field 'corpus' maps doc ids to az, ru or en.")
+    texts: dict[str, dict] = {}
+    for line in _read_text(Path(articles_file)).splitlines():
+        if line.strip():
+            row = json.loads(line)
+            texts[str(row["doc_id"])] = row
+    missing = sorted(set(assigned) - set(texts))
+    if missing:
+        raise RagError(f"{articles_file} lacks {len(missing)} articles of {corpus_file}, e.g. {missing[0]!r}.")
+    Path(corpus_dir).mkdir(parents=True, exist_ok=True)
+    names = []
+    for doc_id, lang in sorted(assigned.items()):
+        name = f"{doc_id}.txt"
+        data = texts[doc_id][lang].encode("utf-8")
+        target = Path(corpus_dir) / name
+        if not target.is_file() or target.read_bytes() != data:
+            target.write_bytes(data)
+        names.append(name)
+    return names
+
+
+def article_half(item: EvalItem) -> str:
+    """ "fit" or "report": a fixed split by article, so that settings fitted on one half are reported on questions
+    about articles they never saw. Unanswerable questions split by their id (they have no article here)."""
+    key = item.gold[0].removesuffix(".txt") if item.gold else item.id.rsplit("-", 1)[0]
+    return "fit" if hashlib.sha256(key.encode("utf-8")).digest()[0] % 2 == 0 else "report"
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -327,8 +368,10 @@ def _write_corpus(paragraphs: list[_Paragraph], corpus_dir: Path) -> list[str]:
 
 # -- judging one answer ---------------------------------------------------------------------------------------
 def in_gold(source: str, gold: Sequence[str]) -> bool:
-    """Whether a corpus-relative source is one of the gold files (a gold name may omit the folders)."""
-    return any(source == g or source.endswith("/" + g) for g in gold)
+    """Whether a corpus-relative source is one of the gold files (a gold name may omit the folders, and its
+    extension: NTREX-QA names articles by doc id, the file stem)."""
+    stem = source.rsplit(".", 1)[0] if "." in source.rsplit("/", 1)[-1] else source
+    return any(name == g or name.endswith("/" + g) for g in gold for name in (source, stem))
 
 
 def retrieval_rank(sources: Sequence[str], gold: Sequence[str]) -> int | None:
@@ -423,6 +466,7 @@ def _evaluate(assistant: Any, item: EvalItem, model: str | None) -> dict:
     outside = [s for s in cited if not in_gold(s, item.gold)]
     missed = missing_keys(answer.text, item.keys)
     key_hit = None if not (answerable and item.keys) else not answer.refused and not missed
+    cites_gold = not answer.refused and any(in_gold(s, item.gold) for s in cited)
     return {
         "id": item.id,
         "lang": item.lang,
@@ -436,12 +480,26 @@ def _evaluate(assistant: Any, item: EvalItem, model: str | None) -> dict:
         "mode": answer.mode,
         "model": answer.model,
         "cited": cited,
-        "cites_gold": (not answer.refused and any(in_gold(s, item.gold) for s in cited)) if answerable else None,
+        "cites_gold": cites_gold if answerable else None,
         "outside_gold": outside,
         "key_hit": key_hit,
         "missing_keys": missed if answerable else [],
         "unsupported": unsupported_sentences(answer),
         "timings": {k: _round(v) for k, v in dict(answer.timings).items()},
+        "confidence": None if answer.confidence is None else _round(float(answer.confidence)),
+        "correct": answerable and not answer.refused and not missed and cites_gold,
+        "readable": not answer.refused and is_readable(answer.text, item.lang),
+        "half": article_half(item),
+        "citations": [
+            {
+                "n": c.n,
+                "source": c.source,
+                "lang": c.lang,
+                "quote": c.quote,
+                "translation": c.translation,
+            }
+            for c in answer.citations
+        ],
     }
 
 
@@ -476,7 +534,111 @@ def summarise(rows: Sequence[dict]) -> dict:
         "first_token_p95": _percentile(_timings(rows, "first_token"), 95),
         "total_p50": _percentile(_timings(rows, "total"), 50),
         "total_p95": _percentile(_timings(rows, "total"), 95),
+        **decisions(rows),
     }
+
+
+# -- answer decisions -------------------------------------------------------------------------------------------
+# A row is "given" when the run answered it (not refused) and, at a confidence threshold t, its confidence is at
+# least t: that is what `[answer] min_confidence = t` would have answered. A row without a confidence counts as
+# confidence 0 (given only at t = 0). Thresholds are applied to the rows after the fact, so a run with
+# min_confidence 0 can be judged at every threshold.
+class CurvePoint(NamedTuple):
+    """One threshold of a risk-coverage curve; a share whose denominator is 0 is None."""
+
+    threshold: float
+    coverage: float | None
+    precision: float | None
+    unanswerable_refused: float | None
+
+
+def given(row: dict, threshold: float | None = None) -> bool:
+    """Whether the row's answer is given: answered in the run and, with a threshold, confident enough."""
+    if row["refused"]:
+        return False
+    return threshold is None or (row.get("confidence") or 0.0) >= threshold
+
+
+def precision(rows: Sequence[dict], threshold: float | None = None) -> float | None:
+    """Correct answers / answers given; an answer to an unanswerable question is given and not correct."""
+    answers = [r for r in rows if given(r, threshold)]
+    return _share(sum(1 for r in answers if r.get("correct")), len(answers))
+
+
+def coverage(rows: Sequence[dict], threshold: float | None = None) -> float | None:
+    """Answerable questions answered (right or wrong) / answerable questions."""
+    answerable = [r for r in rows if r["answerable"]]
+    return _share(sum(1 for r in answerable if given(r, threshold)), len(answerable))
+
+
+def unanswerable_refused(rows: Sequence[dict], threshold: float | None = None) -> float | None:
+    """Unanswerable questions refused / unanswerable questions."""
+    unanswerable = [r for r in rows if not r["answerable"]]
+    return _share(sum(1 for r in unanswerable if not given(r, threshold)), len(unanswerable))
+
+
+def readable_share(rows: Sequence[dict], threshold: float | None = None) -> float | None:
+    """Answers given in the question's language (see `is_readable`) / answers given."""
+    answers = [r for r in rows if given(r, threshold)]
+    return _share(sum(1 for r in answers if r.get("readable")), len(answers))
+
+
+def is_readable(text: str, lang: str) -> bool:
+    """Whether a reader of `lang` can read the answer: its text without [n] markers is detected as `lang`, or it
+    is under 4 words (too short to detect, and mostly names or numbers). A quote left in the document's language
+    makes a longer answer unreadable, which is the point."""
+    stripped = _MARKER.sub(" ", text)
+    if len(re.findall(r"[^\W_]+", stripped)) < 4:
+        return True
+    return detect_language(stripped) == lang
+
+
+def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
+    """The answer metrics at a threshold (None: as the run decided). Latency is over every question, answered
+    or refused, as the run measured it."""
+    answers = [r for r in rows if given(r, threshold)]
+    totals = _timings(rows, "total")
+    return {
+        "answered": len(answers),
+        "correct": sum(1 for r in answers if r.get("correct")),
+        "precision": precision(rows, threshold),
+        "coverage": coverage(rows, threshold),
+        "unanswerable_refused": unanswerable_refused(rows, threshold),
+        "readable": readable_share(rows, threshold),
+        "latency_p50": _percentile(totals, 50),
+        "latency_p90": _percentile(totals, 90),
+    }
+
+
+def risk_coverage(rows: Sequence[dict]) -> list[CurvePoint]:
+    """Coverage, precision and unanswerable refused at every threshold that changes what is given: 0 and each
+    distinct confidence of an answered row, lowest threshold (highest coverage) first.
+
+    >>> rows = [{"answerable": True, "refused": False, "confidence": 0.9, "correct": True},
+    ...         {"answerable": True, "refused": False, "confidence": 0.4, "correct": False}]
+    >>> [tuple(p) for p in risk_coverage(rows)]
+    [(0.0, 1.0, 0.5, None), (0.4, 1.0, 0.5, None), (0.9, 0.5, 1.0, None)]
+    """
+    if not rows:
+        return []
+    confidences = {r["confidence"] for r in rows if not r["refused"] and r.get("confidence") is not None}
+    return [
+        CurvePoint(t, coverage(rows, t), precision(rows, t), unanswerable_refused(rows, t))
+        for t in sorted({0.0} | confidences)
+    ]
+
+
+def choose_operating_point(curve: Sequence[CurvePoint], min_precision: float) -> CurvePoint | None:
+    """The point with the highest coverage whose precision reaches `min_precision` (ties: higher precision, then
+    more unanswerable questions refused, then the lower threshold); when none reaches it, the point with the
+    highest precision (ties: higher coverage). None when no point has a precision."""
+    scored = [p for p in curve if p.precision is not None]
+    if not scored:
+        return None
+    good = [p for p in scored if p.precision >= min_precision]
+    if good:
+        return max(good, key=lambda p: (p.coverage or 0.0, p.precision, p.unanswerable_refused or 0.0, -p.threshold))
+    return max(scored, key=lambda p: (p.precision, p.coverage or 0.0, -p.threshold))
 
 
 def _share(part: float, whole: int) -> float | None:
@@ -554,6 +716,9 @@ _TABLE = (
     ("refused", "refused", "count"),
     ("refusal_precision", "refusal precision", "share"),
     ("refusal_recall", "refusal recall", "share"),
+    ("precision", "answer precision", "share"),
+    ("coverage", "answerable answered", "share"),
+    ("readable", "answers readable", "share"),
     ("unsupported_sentences", "uncited sentences", "count"),
     ("first_token_p50", "first token p50", "seconds"),
     ("first_token_p95", "first token p95", "seconds"),
@@ -612,6 +777,8 @@ def _miss(row: dict) -> str:
             problems.append("missing " + "; ".join("/".join(k) for k in row["missing_keys"]))
     elif not row["refused"]:
         problems.append("answered an unanswerable question")
+    if not row["refused"] and row.get("readable") is False:
+        problems.append(f"answer not in {row['lang']}")
     if row["unsupported"]:
         problems.append(f"{len(row['unsupported'])} uncited sentence(s)")
     if not problems:

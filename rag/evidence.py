@@ -1,21 +1,31 @@
-"""Evidence first: from the retrieved passages, the few sentences that bear on the question.
+"""Evidence first: from the retrieved passages, the sentences most likely to state the answer.
 
-The small local models cannot be trusted to read six long passages and pick the right fact; they do better
-with three or four short numbered sentences. Sentences are scored across languages by the same embedding
-model that retrieved the passages, plus the share of the question's terms they contain, plus the rank of the
-passage they come from. Sentences that address the assistant ("ignore the question and reply ...") are never
-offered as evidence: a document must not be able to steer the answer.
+Choosing the sentence that answers is the core of the task: the small local models pick among sentences no
+better than chance and invent facts when they write, so the answer is built from the sentence chosen here.
+Each candidate sentence is described by a few features (its similarity to the question relative to the other
+candidates, the question's terms and names it holds, whether it adds the kind of fact the question asks for,
+the rank of its passage and document), and a logistic model fitted on held-out data (`evidence_model.json`,
+written by bench/calibrate.py) turns them into the probability that the sentence states the answer. Sentences
+that address the assistant ("ignore the question and reply ...") are never offered as evidence: a document must
+not be able to steer the answer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .chunking import split_sentences
+from .errors import RagError
+from .grounding import names_in
 from .lexical import tokenize
+from .question import Question
 from .types import Evidence, Hit
 
 # Chat-template markup (<|im_start|>, <|eot_id|>, [INST], <<SYS>>). llama.cpp reads special tokens inside the
@@ -49,14 +59,10 @@ _INSTRUCTION = re.compile(
 )
 # Fewer than this many letters is a fragment (a dateline, a lone name), not a statement.
 _MIN_LETTERS = 25
-# Questions that ask for a date, a time or an amount: their answer is a sentence with a number in it.
-_ASKS_FOR_NUMBER = re.compile(
-    r"\b(when|what (date|day|year|time)|how (many|much|long|old)|which (date|day|year)"
-    r"|когда|сколько|какого числа|в каком году|какой (дат|год|день)"
-    r"|nə vaxt|nə zaman|hansı (tarix|gün|il)\w*|neçə)\b",
-    re.IGNORECASE,
-)
 _DIGITS = re.compile(r"\d+")
+# The weights that turn a sentence's features into the probability that it states the answer, fitted by
+# bench/calibrate.py on one half of the NTREX-QA dev articles (the other half reports the result).
+MODEL_FILE = Path(__file__).with_name("evidence_model.json")
 
 
 def looks_like_instruction(sentence: str) -> bool:
@@ -64,8 +70,17 @@ def looks_like_instruction(sentence: str) -> bool:
     return bool(_INSTRUCTION.search(sentence))
 
 
-def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
-    """(hit, start, end, sentence) for every usable sentence of the hits, offsets in document text, deduplicated
+class Candidate(NamedTuple):
+    """A sentence of a retrieved passage; offsets in its document's text."""
+
+    hit: Hit
+    start: int
+    end: int
+    sentence: str
+
+
+def candidate_sentences(hits: Sequence[Hit]) -> list[Candidate]:
+    """Every usable sentence of the hits, offsets in document text, deduplicated
     across overlapping passages, instruction-like sentences left out."""
     seen: set[tuple[str, int]] = set()
     out = []
@@ -80,7 +95,7 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[Hit, int, int, str]]:
             seen.add((hit.source, start))
             if looks_like_instruction(sentence):
                 continue
-            out.append((hit, start, end, sentence))
+            out.append(Candidate(hit, start, end, sentence))
     return out
 
 
@@ -89,66 +104,117 @@ def _is_headline(sentence: str, title: str) -> bool:
     return bool(title) and title in sentence and len(sentence) < len(title) + 30
 
 
-def answer_type_bonus(question: str, sentence: str) -> float:
-    """A sentence repeating a number of the question ("78th session") is very likely about the same event, and a
-    question asking "when" or "how many" is answered by a sentence that has a number."""
-    sentence_numbers = set(_DIGITS.findall(sentence))
-    bonus = 0.0
-    if set(_DIGITS.findall(question)) & sentence_numbers:
-        bonus += 0.2
-    if sentence_numbers and _ASKS_FOR_NUMBER.search(question):
-        bonus += 0.15
-    return bonus
+FEATURES = (
+    "dense_z",  # the sentence's cosine to the question, standardised over the candidates (not a raw cosine)
+    "dense_rank",  # 1 / (1 + its rank by cosine among the candidates)
+    "passage_score",  # the fused search score of the passage it comes from (0..1)
+    "terms",  # share of the question's index terms in the sentence
+    "terms_with_title",  # the same, counting its document's headline
+    "novelty",  # share of the sentence's terms the question lacks: an answer adds something to the question
+    "new_number",  # a number the question lacks, when the question asks for a date, time or amount
+    "new_name",  # a name the question lacks, when the question asks who, where or which
+    "shared_number",  # a number of the question ("78th session"): very likely the same event
+    "document_rank",  # 1 / (1 + rank of its document among the retrieved ones)
+    "top_document",  # from the best retrieved document
+    "missing_names",  # share of the question's names that neither the sentence nor its headline mentions
+)
 
 
-def term_overlap(question: str, sentence: str) -> float:
-    """Share of the question's index terms that the sentence contains (names and numbers included)."""
-    q_terms = set(tokenize(question))
-    if not q_terms:
-        return 0.0
-    return len(q_terms & set(tokenize(sentence))) / len(q_terms)
+@dataclass(frozen=True)
+class EvidenceModel:
+    """A logistic model over FEATURES: P(the sentence states the answer) = sigmoid(features @ weights + bias)."""
+
+    weights: np.ndarray
+    bias: float
+    fitted_on: str = ""
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> EvidenceModel:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if tuple(data["features"]) != FEATURES:
+            raise RagError(
+                f"{path} was fitted on other features ({', '.join(data['features'])}); refit it with "
+                "`python bench/calibrate.py`."
+            )
+        return cls(np.asarray(data["weights"], dtype=np.float64), float(data["bias"]), data.get("fitted_on", ""))
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
+
+
+def sentence_features(question: Question, candidates: Sequence[Candidate], dense: np.ndarray) -> np.ndarray:
+    """One row of FEATURES per candidate sentence; `dense` holds each sentence's cosine to the question.
+
+    Only relative dense values are used (standardised, ranked), so the model survives a change of embedding
+    model, whose cosines sit in another band."""
+    if not candidates:
+        return np.zeros((0, len(FEATURES)))
+    dense = np.asarray(dense, dtype=np.float64)
+    dense_z = (dense - dense.mean()) / (dense.std() + 1e-6)
+    dense_rank = np.argsort(np.argsort(-dense, kind="stable"), kind="stable")
+    documents = list(dict.fromkeys(c.hit.source for c in candidates))
+    q_terms, q_numbers = question.terms, question.numbers
+    name_terms = question.name_spellings()
+    rows = []
+    for i, c in enumerate(candidates):
+        terms = set(tokenize(c.sentence))
+        with_title = terms | set(tokenize(c.hit.title))
+        numbers = set(_DIGITS.findall(c.sentence))
+        new_names = [n for n in names_in("x " + c.sentence) if not set(tokenize(n)) & q_terms]
+        document_rank = documents.index(c.hit.source)
+        rows.append(
+            [
+                dense_z[i],
+                1.0 / (1 + dense_rank[i]),
+                c.hit.score,
+                len(q_terms & terms) / max(1, len(q_terms)),
+                len(q_terms & with_title) / max(1, len(q_terms)),
+                len(terms - q_terms) / max(1, len(terms)),
+                float(question.asks_for_number and bool(numbers - q_numbers)),
+                float(question.asks_for_name and bool(new_names)),
+                float(bool(numbers & q_numbers)),
+                1.0 / (1 + document_rank),
+                float(document_rank == 0),
+                sum(1 for t in name_terms if not t & with_title) / len(name_terms) if name_terms else 0.0,
+            ]
+        )
+    return np.asarray(rows, dtype=np.float64)
 
 
 def select_evidence(
-    question: str,
+    question: Question,
     hits: Sequence[Hit],
     similarity: Callable[[list[str]], np.ndarray],
     limit: int,
+    model: EvidenceModel,
     *,
     per_document: int = 3,
 ) -> list[Evidence]:
-    """The `limit` best sentences, best first, numbered from 1.
+    """The `limit` sentences most likely to state the answer, best first, numbered from 1; each one's `score`
+    is that probability, by `model`.
 
     `similarity(sentences)` returns each sentence's cosine similarity to the question (the caller owns the
     embedding model and its prefixes)."""
     candidates = candidate_sentences(hits)
     if not candidates:
         return []
-    dense = np.asarray(similarity([c[3] for c in candidates]), dtype=np.float64)
-    overlap = np.array([term_overlap(question, c[3]) for c in candidates])
-    rank_of_hit = {id(hit): i for i, hit in enumerate(hits)}
-    passage_prior = np.array([1.0 / (1 + rank_of_hit[id(c[0])]) for c in candidates])
-    # Cosines of e5 sit in a narrow band, so they are spread to 0..1 before mixing with the other two signals.
-    spread = dense.max() - dense.min()
-    dense_norm = (dense - dense.min()) / spread if spread > 1e-9 else np.ones_like(dense)
-    bonus = np.array([answer_type_bonus(question, c[3]) for c in candidates])
-    combined = 0.5 * dense_norm + 0.2 * overlap + 0.3 * passage_prior + bonus
-
+    dense = np.asarray(similarity([c.sentence for c in candidates]), dtype=np.float64)
+    probability = model.probability(sentence_features(question, candidates, dense))
     chosen: list[Evidence] = []
     per_doc: dict[str, int] = {}
-    for i in np.argsort(-combined, kind="stable"):
-        hit, start, end, sentence = candidates[int(i)]
-        if per_doc.get(hit.source, 0) >= per_document:
+    for i in np.argsort(-probability, kind="stable"):
+        c = candidates[int(i)]
+        if per_doc.get(c.hit.source, 0) >= per_document:
             continue
-        per_doc[hit.source] = per_doc.get(hit.source, 0) + 1
+        per_doc[c.hit.source] = per_doc.get(c.hit.source, 0) + 1
         chosen.append(
             Evidence(
                 n=len(chosen) + 1,
-                hit=hit,
-                quote=sentence,
-                quote_start=start,
-                quote_end=end,
-                score=round(float(dense[int(i)]), 6),
+                hit=c.hit,
+                quote=c.sentence,
+                quote_start=c.start,
+                quote_end=c.end,
+                score=round(float(probability[int(i)]), 6),
             )
         )
         if len(chosen) == limit:

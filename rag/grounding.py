@@ -1,89 +1,34 @@
-"""Verification after generation: only sentences that their cited evidence supports reach the user.
+"""Grounding: what is shown as an answer is the evidence itself, quoted, or a checked translation of it.
 
-The local models are small and invent facts, so their output is treated as a draft:
-- every sentence must carry a citation; numbers that name no evidence item are removed;
-- a sentence is supported by an evidence sentence when every number and every name in it occurs there
-  (names compared across scripts by their index terms) and its meaning is close enough (cosine of the
-  embeddings, across languages);
-- a sentence its citation does not support is moved to the evidence that does, or dropped;
-- a sentence in another language than the question's is not shown; when it is supported, the evidence that
-  supports it is quoted instead (the model answered in the quotes' language, but the evidence holds the answer).
-What survives is renumbered in order of appearance. When nothing survives the caller quotes the evidence
-verbatim instead (`extractive`), and when the evidence does not hold the answer it says so (`REFUSAL`).
+The local models are small and invent facts (and who did what to whom) when they write freely, so they never
+write an answer here. The answer is built from the evidence sentences that `decision.decide` chose:
+- a sentence in the answer's language is quoted verbatim;
+- a sentence in another language is machine-translated into the answer's language, and the translation is shown
+  only after it passes `check_translation`: its numbers are the quote's, the quote's names are in it (compared
+  across scripts), and by meaning it is closer to its own quote than to any other evidence sentence;
+- when a translation fails, the quote is shown as it is, behind one fixed phrase in the answer's language.
+Every sentence of the answer ends with the [n] of the citation it rests on; a refusal is one fixed phrase.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .chunking import split_sentences
-from .language import detect_language
 from .lexical import tokenize
-from .prompts import EXTRACTIVE_INTRO, NOT_FOUND, REFUSAL
+from .prompts import EXTRACTIVE_INTRO, REFUSAL
 from .types import Citation, Evidence
 
-_MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
-_LEAD = re.compile(r"^\s*(answer|ответ|cavab)\s*[:：-]\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALISED = re.compile(r"\b[^\W\d_][\w'’`-]*", re.UNICODE)
-_MIN_WORDS_FOR_LANGUAGE_CHECK = 4
+# A quote's names must be found in its translation; spelling across scripts differs too much for all of them
+# ("ABŞ" is "США"), so most is enough while numbers must all match.
+_NAMES_KEPT = 0.6
 
-Similarity = Callable[[list[str], list[str]], np.ndarray]  # (claims, quotes) -> cosine matrix
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One sentence of the model's answer, without its markers, and the evidence numbers it cited."""
-
-    text: str
-    cited: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class SupportedClaim:
-    text: str
-    evidence: int  # evidence number (as the model saw it) that supports the claim
-    score: float
-
-
-def is_not_found(raw: str) -> bool:
-    """The model said the evidence does not answer (possibly with markers or punctuation around it)."""
-    cleaned = _MARKER.sub("", raw).strip().strip(".!:;\"'«»").strip().upper()
-    return cleaned.startswith(NOT_FOUND) or cleaned == "NOT_FOUND"
-
-
-def parse_claims(raw: str, evidence_count: int) -> list[Claim]:
-    """Split model output into sentences with the valid evidence numbers each cites.
-
-    Markers written after the full stop ("... integrity. [1]") belong to the sentence before them.
-    """
-    text = _LEAD.sub("", raw.strip())
-    pieces: list[tuple[str, list[int]]] = []
-    for start, end in split_sentences(text):
-        sentence = text[start:end]
-        numbers = [int(n) for group in _MARKER.findall(sentence) for n in re.split(r"\s*[,;]\s*", group)]
-        bare = _clean(_MARKER.sub(" ", sentence))
-        if not any(ch.isalnum() for ch in bare):
-            if pieces:  # a lone marker: it cites for the previous sentence
-                pieces[-1][1].extend(numbers)
-            continue
-        pieces.append((bare, numbers))
-    if pieces and not pieces[-1][1] and not pieces[-1][0].rstrip("»”\"')").endswith((".", "!", "?", "…")):
-        pieces.pop()  # the reply was cut off mid-sentence (token limit): an unfinished claim is no claim
-    claims = []
-    for bare, numbers in pieces:
-        valid = tuple(dict.fromkeys(n for n in numbers if 1 <= n <= evidence_count))
-        claims.append(Claim(bare, valid))
-    return claims
-
-
-def _clean(sentence: str) -> str:
-    sentence = re.sub(r"\s+", " ", sentence).strip()
-    return re.sub(r"\s+([.,;:!?])", r"\1", sentence)
+Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
 
 
 def numbers_in(text: str) -> set[str]:
@@ -138,78 +83,6 @@ def names_in(claim: str) -> list[str]:
     return names
 
 
-def unsupported_details(claim: str, evidence: Evidence) -> list[str]:
-    """Numbers and names of the claim that the evidence sentence (or its headline) does not contain."""
-    source_text = f"{evidence.hit.title} {evidence.quote}"
-    missing = [n for n in numbers_in(claim) if n not in numbers_in(source_text)]
-    source_terms = set(tokenize(source_text))
-    for name in names_in(claim):
-        terms = set(tokenize(name))
-        if terms and not terms & source_terms:
-            missing.append(name)
-    return missing
-
-
-def verify(
-    raw: str,
-    evidence: list[Evidence],
-    lang: str | None,
-    similarity: Similarity,
-    min_support: float,
-) -> list[SupportedClaim]:
-    """The claims of `raw` that some evidence supports, each tied to the evidence that does; with `lang`, only
-    those written in that language."""
-    claims = [c for c in parse_claims(raw, len(evidence)) if not is_not_found(c.text)]
-    if not claims or not evidence:
-        return []
-    scores = np.asarray(similarity([c.text for c in claims], [e.quote for e in evidence]), dtype=np.float64)
-    kept = []
-    for i, claim in enumerate(claims):
-        if lang is not None and _wrong_language(claim.text, lang):
-            continue
-        supporting = [
-            j
-            for j, item in enumerate(evidence)
-            if scores[i, j] >= min_support and not unsupported_details(claim.text, item)
-        ]
-        if not supporting:
-            continue
-        cited = [n - 1 for n in claim.cited if n - 1 in supporting]
-        # Keep the model's citation when it is right; otherwise the evidence that best supports the claim.
-        best = max(cited or supporting, key=lambda j: scores[i, j])
-        kept.append(SupportedClaim(claim.text, evidence[best].n, round(float(scores[i, best]), 4)))
-    return kept
-
-
-def in_language(sentence: str, lang: str) -> bool:
-    """Whether the sentence is in `lang` (a sentence too short to tell counts as being in it)."""
-    return not _wrong_language(sentence, lang)
-
-
-def _wrong_language(sentence: str, lang: str) -> bool:
-    if len(sentence.split()) < _MIN_WORDS_FOR_LANGUAGE_CHECK:
-        return False
-    detected = detect_language(sentence)
-    return detected in ("az", "ru", "en") and detected != lang
-
-
-def compose(claims: list[SupportedClaim], evidence: list[Evidence]) -> tuple[str, list[Citation]]:
-    """Answer text with [n] markers renumbered 1.. in order of first citation, and the citations."""
-    by_number = {e.n: e for e in evidence}
-    renumber: dict[int, int] = {}
-    citations: list[Citation] = []
-    sentences = []
-    for claim in claims:
-        if claim.evidence not in renumber:
-            renumber[claim.evidence] = len(renumber) + 1
-            citations.append(_citation(renumber[claim.evidence], by_number[claim.evidence], claim.score))
-        body = claim.text.rstrip()
-        end = body[-1] if body and body[-1] in ".!?" else "."
-        body = body.rstrip(".!?")
-        sentences.append(f"{body} [{renumber[claim.evidence]}]{end}")
-    return " ".join(sentences), citations
-
-
 def missing_question_names(
     question: str, evidence: list[Evidence], equivalents: Mapping[str, Iterable[str]] | None = None
 ) -> list[str]:
@@ -230,24 +103,70 @@ def missing_question_names(
     return [name for name in question_names(question) if set(tokenize(name)) and not mentioned(name)]
 
 
-def extractive(evidence: list[Evidence], lang: str, count: int = 2) -> tuple[str, list[Citation]]:
-    """The best evidence quoted verbatim, introduced by one fixed phrase in the question's language.
+@dataclass(frozen=True)
+class TranslationCheck:
+    """Why a translation may or may not be shown as one."""
 
-    A second sentence is quoted when it comes from the same document as the first: the first is often the
-    one that names the subject, the next the one that states the fact."""
-    chosen = evidence[:1] + [e for e in evidence[1:count] if e.hit.source == evidence[0].hit.source]
+    ok: bool
+    problem: str = ""  # what failed, for logs and tests: "numbers", "names", "meaning"
+
+
+def check_translation(quote: str, translation: str, others: Sequence[str], similarity: Similarity) -> TranslationCheck:
+    """Whether `translation` says what `quote` says, as far as can be checked without a second model.
+
+    Numbers must match exactly; most of the quote's names must be in the translation, compared by their index
+    terms (which fold scripts: "Рид" and "Reed" share a sound key); and by meaning the translation must be closer
+    to its quote than to any of `others` (the other evidence sentences), so that a fluent translation of
+    something else, or a generic sentence, fails."""
+    if not translation.strip():
+        return TranslationCheck(False, "empty")
+    if numbers_in(quote) != numbers_in(translation):
+        return TranslationCheck(False, "numbers")
+    translated_terms = set(tokenize(translation))
+    names = [set(tokenize(name)) for name in names_in("x " + quote)]
+    names = [terms for terms in names if terms]
+    if names and sum(1 for terms in names if terms & translated_terms) / len(names) < _NAMES_KEPT:
+        return TranslationCheck(False, "names")
+    if others:
+        scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
+        if scores[0] <= scores[1:].max():
+            return TranslationCheck(False, "meaning")
+    return TranslationCheck(True)
+
+
+def answer_from_quotes(
+    quotes: Sequence[Evidence], translations: Mapping[int, str | None], lang: str
+) -> tuple[str, list[Citation], str]:
+    """The answer text, its citations and its mode from the chosen evidence.
+
+    `translations` maps an evidence number to its checked translation (None: it failed the check) for every
+    quote in another language than `lang`. When every quote can be read in `lang` (it is in `lang`, or its
+    translation passed), the answer is those sentences, each followed by its marker, and the mode is
+    "generated" if any is a translation. Otherwise the quotes are shown verbatim behind one fixed phrase in
+    `lang` ("extractive"), with whatever translations passed attached to their citations."""
+    citations = [_citation(i, item, item.score, translations.get(item.n)) for i, item in enumerate(quotes, 1)]
+    readable = all(item.n not in translations or translations[item.n] for item in quotes)
+    if readable:
+        sentences = [_with_marker(translations.get(item.n) or item.quote, i) for i, item in enumerate(quotes, 1)]
+        mode = "generated" if any(translations.get(item.n) for item in quotes) else "extractive"
+        return " ".join(sentences), citations, mode
     intro = EXTRACTIVE_INTRO.get(lang, EXTRACTIVE_INTRO["en"])
     # The quote's own full stop moves after the marker, so the marker stays inside its sentence.
-    quotes = " ".join(f"«{e.quote.strip().rstrip('.')}» [{i}]." for i, e in enumerate(chosen, 1))
-    citations = [_citation(i, e, e.score) for i, e in enumerate(chosen, 1)]
-    return f"{intro} {quotes}", citations
+    quoted = " ".join(f"«{item.quote.strip().rstrip('.')}» [{i}]." for i, item in enumerate(quotes, 1))
+    return f"{intro} {quoted}", citations, "extractive"
+
+
+def _with_marker(sentence: str, n: int) -> str:
+    body = sentence.strip()
+    end = body[-1] if body and body[-1] in ".!?" else "."
+    return f"{body.rstrip('.!?').rstrip()} [{n}]{end}"
 
 
 def refusal(lang: str) -> str:
     return REFUSAL.get(lang, REFUSAL["en"])
 
 
-def _citation(n: int, item: Evidence, score: float) -> Citation:
+def _citation(n: int, item: Evidence, score: float, translation: str | None = None) -> Citation:
     hit = item.hit
     return Citation(
         n=n,
@@ -262,4 +181,5 @@ def _citation(n: int, item: Evidence, score: float) -> Citation:
         quote_start=item.quote_start,
         quote_end=item.quote_end,
         score=round(float(score), 4),
+        translation=translation,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .prompts import MACHINE_TRANSLATION
+
 
 @dataclass(frozen=True)
 class Document:
@@ -137,6 +139,9 @@ class Citation:
     quote_start: int
     quote_end: int
     score: float  # how strongly the quote supports the claim (0..1)
+    # The quote machine-translated into the answer's language, checked against the quote before it is shown;
+    # None when the quote is already in that language (or no translation passed the check).
+    translation: str | None = None
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -153,9 +158,12 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     related: list[Hit] = field(default_factory=list)  # when refused: the closest passages, offered only as such
     standalone_question: str = ""  # the question after rewriting a follow-up with the conversation history
-    mode: str = "generated"  # "generated", "extractive" (model output unusable) or "refused"
+    mode: str = "generated"  # "generated" (the model's verified words), "extractive" (quotes) or "refused"
     model: str = ""
     timings: dict = field(default_factory=dict)  # seconds: retrieval, first_token, total
+    # Calibrated probability that the best answer the evidence allowed is correct, computed for refusals too
+    # (the answer is given when it reaches [answer] min_confidence); None when no evidence was found at all.
+    confidence: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -169,6 +177,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "related": [h.to_dict() for h in self.related],
             "timings": self.timings,
+            "confidence": self.confidence,
         }
 
     def to_markdown(self) -> str:
@@ -177,6 +186,8 @@ class Answer:
         for c in self.citations:
             date = f", {c.date}" if c.date else ""
             lines.append(f'[{c.n}] {c.title} ({c.source}{date}): "{c.quote}"')
+            if c.translation:
+                lines.append(f"    {MACHINE_TRANSLATION.get(self.lang, MACHINE_TRANSLATION['en'])}: {c.translation}")
         if self.refused and self.related:
             lines.append("Closest matches (not an answer):")
             lines.extend(f"- {h.title} ({h.source})" for h in self.related)

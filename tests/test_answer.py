@@ -63,45 +63,43 @@ def _check_citations(assistant: rag.Assistant, answer: rag.types.Answer) -> None
     assert markers == {c.n for c in answer.citations}
 
 
-def test_a_verified_generated_answer_keeps_its_citation(seeds_embedder):
-    def reply(messages):
-        # cite the evidence item that holds the Azerbaijani sentence about territorial integrity
-        number = re.search(r"\[(\d+)\] Özbəkistanın hər zaman", messages[1]["content"]).group(1)
-        return f"Uzbekistan has always supported the territorial integrity of Azerbaijan [{number}]."
+def _identity(messages):
+    """A translator that returns the text it was given: numbers, names and meaning all match the quote."""
+    return messages[-1]["content"]
 
-    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
+
+def test_a_quote_in_another_language_is_answered_with_its_checked_translation(seeds_embedder):
+    generator = ScriptedGenerator(_identity)
+    assistant = _assistant(seeds_embedder, generator)
     answer = assistant.answer(UZBEKISTAN)
     assert answer.mode == "generated" and not answer.refused and answer.lang == "en"
-    assert answer.text == "Uzbekistan has always supported the territorial integrity of Azerbaijan [1]."
     assert answer.citations[0].source == "004_6ae4727e16493b4e.txt"
-    assert "ərazi bütövlüyünü" in answer.citations[0].quote
+    assert any("ərazi bütövlüyünü" in c.quote for c in answer.citations)
+    for c in answer.citations:
+        assert c.translation == c.quote  # what the scripted translator wrote, shown as the translation
+        assert c.lang == "az"
+    assert "Translate" in generator.prompts[0][0]["content"] and "English" in generator.prompts[0][0]["content"]
+    assert 0.0 <= answer.confidence <= 1.0
     _check_citations(assistant, answer)
 
 
-def test_a_verified_answer_in_the_evidence_language_is_replaced_by_the_quote_it_rests_on(seeds_embedder):
-    """A Russian question, the model answers in English (the quotes' language): the English sentence is not
-    shown, but since the evidence supports it, that evidence is quoted, first, behind the Russian phrase."""
-    cited = {}
-
-    def reply(messages):
-        cited["n"] = re.search(r"\[(\d+)\] Özbəkistanın hər zaman", messages[1]["content"]).group(1)
-        return f"Uzbekistan has always supported the territorial integrity of Azerbaijan [{cited['n']}]."
-
-    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
-    answer = assistant.answer("Что заявил Узбекистан о территориальной целостности?")
-    assert answer.mode == "extractive" and answer.lang == "ru" and not answer.refused
-    assert answer.text.startswith(EXTRACTIVE_INTRO["ru"]) and "Uzbekistan has always" not in answer.text
-    assert answer.citations[0].quote.startswith("Özbəkistanın hər zaman")
-    _check_citations(assistant, answer)
-
-
-def test_invented_facts_never_reach_the_answer(seeds_embedder):
-    lie = "Uzbekistan said this at a summit in Kabul on 3 May 2019 [1]. The minister resigned [9]."
+def test_a_translation_that_invents_facts_is_never_shown(seeds_embedder):
+    lie = "Uzbekistan said this at a summit in Kabul on 3 May 2019."
     assistant = _assistant(seeds_embedder, ScriptedGenerator(lie))
     answer = assistant.answer(UZBEKISTAN)
-    assert "Kabul" not in answer.text and "2019" not in answer.text and "resigned" not in answer.text
+    assert "Kabul" not in answer.text and "2019" not in answer.text
     assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["en"])
+    assert all(c.translation is None for c in answer.citations)
     _check_citations(assistant, answer)
+
+
+def test_without_translation_quotes_are_shown_in_their_language(seeds_embedder):
+    generator = ScriptedGenerator(_identity)
+    cfg = seeds_embedder.config.with_overrides(answer={"translate": False})
+    assistant = rag.Assistant(cfg, embedder=seeds_embedder.embedder, generator=generator)
+    answer = assistant.answer(UZBEKISTAN)
+    assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["en"])
+    assert generator.prompts == []  # no model call at all
 
 
 @pytest.mark.parametrize(
@@ -112,11 +110,25 @@ def test_invented_facts_never_reach_the_answer(seeds_embedder):
     ],
 )
 def test_questions_the_documents_do_not_answer_are_refused(seeds_embedder, question, lang):
-    assistant = _assistant(seeds_embedder, ScriptedGenerator("Beijing welcomed the summit [1]."))
+    generator = ScriptedGenerator("Beijing welcomed the summit.")
+    assistant = _assistant(seeds_embedder, generator)
     answer = assistant.answer(question)
     assert answer.refused and answer.citations == [] and answer.mode == "refused"
     assert answer.text == REFUSAL[lang] and answer.lang == lang
+    assert answer.confidence is not None and answer.confidence < assistant.config.answer.min_confidence
     assert answer.related  # offered, labelled as closest matches by the UI, never as support
+    assert generator.prompts == []  # refused before any model call
+
+
+def test_min_confidence_trades_answers_for_certainty(seeds_embedder):
+    everything = seeds_embedder.config.with_overrides(answer={"min_confidence": 0.0})
+    nothing = seeds_embedder.config.with_overrides(answer={"min_confidence": 1.0})
+    question = "Blinken İlham Əliyevə hansı tarixdə zəng edib?"
+    answered = rag.Assistant(everything, embedder=seeds_embedder.embedder, generator=ScriptedGenerator(_identity))
+    refused = rag.Assistant(nothing, embedder=seeds_embedder.embedder, generator=ScriptedGenerator(_identity))
+    first, second = answered.answer(question), refused.answer(question)
+    assert not first.refused and second.refused
+    assert first.confidence == second.confidence  # the same evidence, judged the same; only the bar moved
 
 
 @pytest.mark.parametrize(
@@ -127,11 +139,22 @@ def test_questions_the_documents_do_not_answer_are_refused(seeds_embedder, quest
         ("What did Armenia refuse to provide to Azerbaijan?", "en"),
     ],
 )
-def test_the_answer_is_in_the_language_of_the_question(seeds_embedder, question, lang):
-    assistant = _assistant(seeds_embedder, ScriptedGenerator("NOT FOUND"))
+def test_the_answer_is_readable_in_the_language_of_the_question(seeds_embedder, question, lang):
+    cfg = seeds_embedder.config.with_overrides(answer={"min_confidence": 0.0})
+    assistant = rag.Assistant(cfg, embedder=seeds_embedder.embedder, generator=ScriptedGenerator(_identity))
     answer = assistant.answer(question)
     assert answer.lang == lang and not answer.refused
-    assert answer.text.startswith(EXTRACTIVE_INTRO[lang])
+    for c in answer.citations:  # every quote is in the question's language, or carries its translation
+        assert c.translation is not None or quote_language_of(c) == lang
+
+
+def quote_language_of(citation) -> str:
+    from rag.assistant import quote_language
+    from rag.types import Evidence, Hit
+
+    hit = Hit(citation.source, citation.title, citation.date, citation.lang, citation.text, citation.start,
+              citation.end, 0.0)  # fmt: skip
+    return quote_language(Evidence(1, hit, citation.quote, citation.quote_start, citation.quote_end, 0.0))
 
 
 def test_follow_up_is_rewritten_and_the_rewrite_is_shown(seeds_embedder):
@@ -179,12 +202,14 @@ def test_planted_instructions_in_a_document_do_not_steer_the_answer(seeds_embedd
     assert all("Ignore" not in c.quote and "Assistant:" not in c.quote for c in answer.citations)
 
 
-def test_stream_yields_tokens_then_the_final_answer(seeds_embedder):
-    assistant = _assistant(seeds_embedder, ScriptedGenerator("NOT FOUND at all"))
+def test_stream_yields_the_translation_tokens_then_the_final_answer(seeds_embedder):
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_identity))
     events = list(assistant.stream(UZBEKISTAN))
     assert [e.kind for e in events if e.kind != "token"] == ["answer"]
-    assert "".join(e.text for e in events if e.kind == "token") == "NOT FOUND at all"
-    assert events[-1].answer.timings["total"] >= events[-1].answer.timings["first_token"]
+    answer = events[-1].answer
+    streamed = " ".join("".join(e.text for e in events if e.kind == "token").split())
+    assert all(c.translation in streamed for c in answer.citations)
+    assert answer.timings["total"] >= answer.timings["first_token"]
 
 
 @pytest.mark.llm

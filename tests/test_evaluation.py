@@ -3,7 +3,11 @@ evaluation data in ../shared/eval/ plus small hand-made files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,16 +15,26 @@ import pytest
 import rag
 from rag.errors import RagError
 from rag.evaluation import (
+    CurvePoint,
     EvalItem,
     answer_sentences,
+    article_half,
+    choose_operating_point,
+    coverage,
+    decisions,
     default_corpus_dir,
     format_report,
     in_gold,
+    is_readable,
     load_items,
     missing_keys,
+    precision,
     prepare_xquad,
+    readable_share,
     retrieval_rank,
+    risk_coverage,
     run_eval,
+    unanswerable_refused,
     unsupported_sentences,
     write_report,
 )
@@ -28,6 +42,7 @@ from rag.types import Answer, Citation, Hit
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 SEEDS_DEV = EVAL / "seeds_dev.jsonl"
+NTREX_QA = EVAL / "ntrex_qa_dev.jsonl"
 XQUAD_EN = EVAL / "xquad.en.json"
 XQUAD_RU = EVAL / "xquad.ru.json"
 needs_eval_data = pytest.mark.skipif(not XQUAD_RU.is_file(), reason="../shared/eval/ is not available")
@@ -416,3 +431,189 @@ def test_write_report_writes_readable_json(tmp_path, report):
     write_report(report, path)
     text = path.read_text(encoding="utf-8")
     assert "Делегацию" in text and json.loads(text) == report
+
+
+# -- answer decisions: precision, coverage, thresholds ----------------------------------------------------------
+def decided(
+    id: str,
+    *,
+    answerable: bool = True,
+    refused: bool = False,
+    confidence: float | None = None,
+    correct: bool = False,
+    readable: bool = True,
+    total: float = 1.0,
+) -> dict:
+    """A report row with only what the answer metrics read."""
+    return {
+        "id": id, "lang": "en", "answerable": answerable, "refused": refused, "confidence": confidence,
+        "correct": correct, "readable": readable and not refused, "timings": {"total": total},
+    }  # fmt: skip
+
+
+DECIDED = [
+    decided("a1", confidence=0.9, correct=True, total=1.0),
+    decided("a2", confidence=0.6, readable=False, total=2.0),  # answered wrong, in another language
+    decided("a3", refused=True, confidence=0.3, total=3.0),  # refused although asked with min_confidence 0
+    decided("a4", confidence=0.75, correct=True, total=4.0),
+    decided("u1", answerable=False, confidence=0.7, total=5.0),  # an answer to an unanswerable question
+    decided("u2", answerable=False, refused=True, total=6.0),  # no evidence: no confidence
+]
+
+
+def test_precision_counts_answers_given_and_answers_to_unanswerable_questions_as_wrong():
+    assert precision(DECIDED) == 0.5  # a1, a4 correct of a1 a2 a4 u1
+    assert precision(DECIDED, 0.65) == round(2 / 3, 4)  # a1 a4 u1
+    assert precision(DECIDED, 0.8) == 1.0  # a1
+    assert precision(DECIDED, 0.95) is None  # nothing given
+    assert precision([decided("u", answerable=False, confidence=0.9)]) == 0.0
+
+
+def test_coverage_and_unanswerable_refused_at_thresholds():
+    assert coverage(DECIDED) == 0.75 and unanswerable_refused(DECIDED) == 0.5
+    assert coverage(DECIDED, 0.65) == 0.5 and unanswerable_refused(DECIDED, 0.65) == 0.5
+    assert coverage(DECIDED, 0.72) == 0.5 and unanswerable_refused(DECIDED, 0.72) == 1.0
+    assert coverage(DECIDED, 0.3) == 0.75  # a refusal stays a refusal, whatever its confidence
+    assert coverage([r for r in DECIDED if not r["answerable"]]) is None
+    assert unanswerable_refused([r for r in DECIDED if r["answerable"]]) is None
+
+
+def test_an_answer_without_confidence_is_given_only_at_threshold_zero():
+    row = decided("x", confidence=None, correct=True)
+    assert coverage([row], 0.0) == 1.0 and coverage([row], 0.01) == 0.0
+
+
+def test_readable_share_is_over_answers_given():
+    assert readable_share(DECIDED) == 0.75  # a2 of a1 a2 a4 u1 is not
+    assert readable_share(DECIDED, 0.65) == 1.0
+    assert readable_share([decided("r", refused=True)]) is None
+
+
+def test_is_readable_needs_the_question_language_except_for_very_short_answers():
+    az_quote = (
+        "В документах сказано: «Nümayəndə heyətlərinə Azərbaycan tərəfindən xarici işlər nazirinin müavini "
+        "Xələf Xələfov başçılıq edib» [1]."
+    )
+    assert not is_readable(az_quote, "ru") and is_readable(az_quote, "az")
+    assert is_readable("Делегацию на переговорах возглавил Халафов [1].", "ru")
+    assert not is_readable("The delegation was led by the deputy minister Khalafov [1].", "ru")
+    assert is_readable("Rod Reed [1][2][3][4].", "az")  # markers are not words; under four words
+
+
+def test_decisions_report_latency_of_every_question():
+    d = decisions(DECIDED, 0.65)
+    assert (d["answered"], d["correct"]) == (3, 2)
+    assert d["latency_p50"] == 3.5 and d["latency_p90"] == 5.5  # refusals included: 1..6 s
+
+
+def test_risk_coverage_sweeps_the_confidences_of_answers():
+    assert risk_coverage(DECIDED) == [
+        CurvePoint(0.0, 0.75, 0.5, 0.5),
+        CurvePoint(0.6, 0.75, 0.5, 0.5),
+        CurvePoint(0.7, 0.5, round(2 / 3, 4), 0.5),
+        CurvePoint(0.75, 0.5, 1.0, 1.0),
+        CurvePoint(0.9, 0.25, 1.0, 1.0),
+    ]
+    assert risk_coverage([]) == []
+    assert risk_coverage([decided("r", refused=True, confidence=0.4)]) == [CurvePoint(0.0, 0.0, None, None)]
+
+
+def test_choose_operating_point_takes_the_most_coverage_at_the_target_precision():
+    curve = risk_coverage(DECIDED)
+    assert choose_operating_point(curve, 0.9) == CurvePoint(0.75, 0.5, 1.0, 1.0)
+    assert choose_operating_point(curve, 0.6).threshold == 0.75  # coverage ties with 0.7: the higher precision
+    assert choose_operating_point(curve, 0.5).threshold == 0.0  # ties: the lower threshold
+    missed = [CurvePoint(0.0, 1.0, 0.5, None), CurvePoint(0.5, 0.8, 0.7, None), CurvePoint(0.9, 0.1, 0.7, None)]
+    assert choose_operating_point(missed, 0.9) == missed[1]  # best precision, then the most coverage
+    assert choose_operating_point([CurvePoint(0.0, 0.0, None, None)], 0.9) is None
+    assert choose_operating_point([], 0.9) is None
+
+
+def test_article_half_is_fixed_and_keeps_each_article_on_one_side():
+    def half(gold: list[str], id: str = "q-1") -> str:
+        return article_half(EvalItem(id, "en", "q?", gold, []))
+
+    # Fixed values: a change of the split would move fitted thresholds onto reported questions.
+    assert half(["cnn.304521"]) == "fit" and half(["nytimes.184853"]) == "report"
+    assert half(["cnn.304521.txt"]) == half(["cnn.304521"])
+    assert half([], "nytimes.184853-1") == half([], "nytimes.184853-2") == "report"
+
+
+@pytest.mark.skipif(not NTREX_QA.is_file(), reason="../shared/eval/ is not available")
+def test_article_half_splits_ntrex_qa_by_article():
+    items, _ = load_items(NTREX_QA)
+    halves: dict[str, set[str]] = {}
+    for i in items:
+        halves.setdefault(i.gold[0] if i.gold else i.id.rsplit("-", 1)[0], set()).add(article_half(i))
+    assert all(len(h) == 1 for h in halves.values())  # no article on both sides
+    counts = Counter(article_half(i) for i in items)
+    assert set(counts) == {"fit", "report"} and min(counts.values()) >= len(items) // 3
+
+
+def test_rows_carry_confidence_correctness_readability_and_half():
+    items = [item("q1", "en", ["a.txt"], [["support"]]), item("q6", "ru", [], [])]
+    sure = dataclasses.replace(CASES["question q1?"][1], confidence=0.83)
+    citation = dataclasses.replace(CASES["question q6?"][1].citations[0], translation="The population is 10 m.")
+    wrong = dataclasses.replace(CASES["question q6?"][1], citations=[citation], confidence=0.4)
+    cases = {"question q1?": (["a.txt"], sure), "question q6?": (["a.txt"], wrong)}
+    report = run_eval(FakeAssistant(cases), items)
+    q1, q6 = report["rows"]
+    assert (q1["confidence"], q1["correct"], q1["readable"], q1["half"]) == (0.83, True, True, "fit")
+    assert (q6["confidence"], q6["correct"], q6["readable"]) == (0.4, False, True)
+    assert q6["citations"][0]["translation"] == "The population is 10 m." and q6["citations"][0]["source"] == "a.txt"
+    overall = report["overall"]
+    assert overall["precision"] == 0.5 and overall["coverage"] == 1.0 and overall["unanswerable_refused"] == 0.0
+    assert overall["hit_at_1"] == 1.0 and overall["total_p95"] is not None  # the old keys stay
+
+
+def test_run_rows_are_judged_correct_only_with_keys_and_a_gold_citation(report):
+    rows = {r["id"]: r for r in report["rows"]}
+    assert [rows[i]["correct"] for i in ("q1", "q2", "q3", "q4", "q5", "q6")] == [True, True, False, True, False, False]
+    assert report["overall"]["precision"] == 0.75 and report["overall"]["coverage"] == 0.75
+    assert report["by_lang"]["ru"]["precision"] == 0.5
+
+
+# -- bench/answers.py --from-json -------------------------------------------------------------------------------
+def test_bench_answers_renders_saved_rows_without_models(tmp_path):
+    pytest.importorskip("matplotlib")
+    # article_half: a, b, h are "fit"; e, f and the unanswerable nytimes.184853 are "report"
+    asked = [  # id, gold, cited, confidence
+        ("a-1", ["a"], "a.txt", 0.9),
+        ("b-1", ["b"], "a.txt", 0.8),
+        ("h-1", ["h"], "h.txt", 0.5),
+        ("e-1", ["e"], "a.txt", 0.85),
+        ("f-1", ["f"], "f.txt", 0.7),
+        ("nytimes.184853-1", [], "a.txt", 0.6),
+    ]
+    items = [item(id, "en", gold, [["support"]] if gold else []) for id, gold, _, _ in asked]
+    cases = {
+        f"question {id}?": ([cited], dataclasses.replace(answer("It SUPPORTS that [1].", [cited]), confidence=c))
+        for id, _, cited, c in asked
+    }
+    path = tmp_path / "answers-ntrex-fake.json"
+    write_report(run_eval(FakeAssistant(cases), items), path)
+    results, png = tmp_path / "RESULTS.md", tmp_path / "curve.png"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "answers.py"), "--from-json", str(path), "--min-confidence", "0.75",
+         "--results", str(results), "--png", str(png)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = results.read_text(encoding="utf-8").splitlines()
+    assert "<!-- ANSWERS:START -->" in lines and lines[-1] == "<!-- ANSWERS:END -->"
+    assert "| metric | ntrex fit | ntrex report | ntrex all |" in lines
+    assert "| questions (answerable / not) | 3 / 0 | 2 / 1 | 5 / 1 |" in lines
+    # at 0.75: fit gives a (right) and b (cites a.txt: wrong); report gives e (wrong)
+    assert "| precision (correct / given) | 50% | 0% | 33% |" in lines
+    assert "| coverage (answerable answered) | 67% | 50% | 60% |" in lines
+    assert "| unanswerable refused | n/a | 100% | 100% |" in lines
+    # picked on fit: 0.9 is the only threshold with precision >= 90%; the report half gives nothing at it
+    assert (
+        "- ntrex (fake): min_confidence 0.90 (configured 0.75). Fit half: precision 100%, coverage 33%, "
+        "unanswerable refused n/a. Report half at it: precision n/a, coverage 0%, unanswerable refused 100%."
+    ) in lines
+    table = [line.split(" | ")[0] for line in lines if line.startswith("| ") and line.endswith(" |")]
+    assert "| e-1" in table and "| f-1" in table and "| a-1" not in table  # the report half only
+    assert any(line.startswith("| nytimes.184853-1 | en | generated | no | no | 0.60 |") for line in lines)

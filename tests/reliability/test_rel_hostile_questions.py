@@ -36,7 +36,7 @@ from relfakes import ROOT, SEEDS, FakeEmbedder, make_config, seed_paragraphs
 import rag
 from rag import grounding
 from rag.evidence import looks_like_instruction, select_evidence
-from rag.prompts import ANSWER_SYSTEM, EXTRACTIVE_INTRO, REFUSAL
+from rag.prompts import EXTRACTIVE_INTRO, REFUSAL, TRANSLATE_SYSTEM
 from rag.retrieval import MAX_QUESTION_CHARS
 
 UZBEKISTAN = "What did Uzbekistan say about territorial integrity?"
@@ -185,9 +185,10 @@ def assert_grounded(assistant: rag.Assistant, answer: rag.types.Answer) -> None:
         assert texts[c.source][c.quote_start : c.quote_end] == c.quote
         assert not looks_like_instruction(c.quote), c.quote
     body = answer.text
-    if answer.mode == "extractive":
-        intro = EXTRACTIVE_INTRO[answer.lang]
-        assert body.startswith(intro + " ")
+    intro = EXTRACTIVE_INTRO[answer.lang]
+    quoted = body.startswith(intro + " ")  # quotes in another language, behind the fixed phrase
+    if quoted:
+        assert answer.mode == "extractive"
         body = body[len(intro) + 1 :]
     sentences = re.split(r"(?<=\][.!?]) ", body)
     assert " ".join(sentences) == body
@@ -198,10 +199,13 @@ def assert_grounded(assistant: rag.Assistant, answer: rag.types.Answer) -> None:
         citation = by_number[int(marker.group(1))]
         cited.add(citation.n)
         claim = sentence[: marker.start()].strip()
-        if answer.mode == "extractive":
+        if quoted:
             assert claim == f"«{citation.quote.strip().rstrip('.')}»"
-        else:
-            assert grounding.numbers_in(claim) <= grounding.numbers_in(f"{citation.title} {citation.quote}"), claim
+        elif citation.translation is None:  # a quote in the answer's language, verbatim
+            assert claim == citation.quote.strip().rstrip(".!?").rstrip()
+        else:  # a checked translation: it carries exactly the quote's numbers
+            assert claim == citation.translation.strip().rstrip(".!?").rstrip()
+            assert grounding.numbers_in(claim) == grounding.numbers_in(citation.quote), claim
     assert cited == set(by_number)
 
 
@@ -295,11 +299,11 @@ def test_hostile_questions_get_a_grounded_answer_through_answer_and_stream(name,
     answer = assistant.answer(question)
     assert answer.question == cleaned
     assert_grounded(assistant, answer)
-    for leaked in ("SYSTEM PROMPT", ANSWER_SYSTEM[:40], "Kabul", "2019", "\x1b", "PWNED"):
+    for leaked in ("SYSTEM PROMPT", TRANSLATE_SYSTEM[:40], "Kabul", "2019", "\x1b", "PWNED"):
         assert leaked not in answer.text
     _assert_prompts_clean(generator)
-    if generator.prompts:
-        assert f"Question: {cleaned}" in generator.prompts[-1][-1]["content"]
+    for messages in generator.prompts:  # the model only ever translates a quote: the question never reaches it
+        assert messages[0]["content"].startswith("Translate") and cleaned not in messages[-1]["content"]
 
     events = list(assistant.stream(question))
     assert [e.kind for e in events if e.kind != "token"] == ["answer"]
@@ -570,8 +574,9 @@ def planted_corpus(tmp_path_factory) -> Path:
     return folder
 
 
-# The fake embedder's cosines (shared index terms) sit far below e5's, so its thresholds are scaled to match.
-FAKE_ANSWER = {"refuse_below": 0.1, "quote_above": 0.3, "min_support": 0.6}
+# The evidence model was fitted on e5's behaviour, not the fake embedder's: these tests check what is shown, so the
+# fake-embedder assistant answers whatever its evidence allows.
+FAKE_ANSWER = {"min_confidence": 0.0}
 
 
 @pytest.fixture(scope="module", params=["fake embedder", pytest.param("e5", marks=pytest.mark.model)], ids=lambda p: p)
@@ -592,9 +597,13 @@ def test_planted_instructions_are_retrieved_but_never_offered_as_evidence(questi
     hits = planted_assistant.search(question, k=6)
     planted_in_hits = [start for start in PLANTED if any(start in hit.text for hit in hits)]
     assert planted_in_hits, [h.text[:80] for h in hits]
-    vector = planted_assistant.embedder.encode_queries([question])[0]
+    asked = planted_assistant.question(question)
     evidence = select_evidence(
-        question, hits, lambda sentences: planted_assistant.embedder.encode_passages(sentences) @ vector, 10
+        asked,
+        hits,
+        lambda sentences: planted_assistant.embedder.encode_passages(sentences) @ asked.vector,
+        10,
+        planted_assistant.evidence_model,
     )
     assert evidence
     for item in evidence:
@@ -618,7 +627,8 @@ def test_planted_instructions_never_reach_the_answer(question, model, planted_as
     _assert_no_payload(answer.text)
     assert_grounded(assistant, answer)
     assert not answer.refused and answer.lang == lang
-    assert all(c.source.startswith(topic) for c in answer.citations), [c.source for c in answer.citations]
+    if not isinstance(planted_assistant.embedder, FakeEmbedder):  # ranking by topic needs real embeddings
+        assert all(c.source.startswith(topic) for c in answer.citations), [c.source for c in answer.citations]
     for messages in generator.prompts:
         prompt = messages[-1]["content"]
         assert not any(start in prompt for start in PLANTED), prompt

@@ -1,0 +1,172 @@
+"""Fit the evidence model (rag/evidence_model.json) on one half of the NTREX-QA dev articles; report both halves.
+
+    .venv/bin/python bench/calibrate.py [--write]
+
+Every retrieved sentence of every question is labelled: it states the answer when it comes from a gold article
+and holds one alternative of every key (its headline counted), as `rag eval` judges answers. A logistic
+regression over evidence.FEATURES is fitted on the questions of the "fit" half (rag.evaluation.article_half:
+split by article, so no article of the report half is seen); the regularisation strength is chosen by
+cross-validation grouped by article within that half. Unanswerable questions take part: all their sentences are
+negatives. It prints, per half, how often a sentence that states the answer is the first evidence sentence, among
+the quoted ones (decision.quotes_for) and among all the evidence; with --write it replaces the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from answers import question_set  # noqa: E402
+
+import rag  # noqa: E402
+from rag import evaluation  # noqa: E402
+from rag.decision import quotes_for  # noqa: E402
+from rag.evidence import FEATURES, MODEL_FILE, EvidenceModel, candidate_sentences, sentence_features  # noqa: E402
+from rag.retrieval import Filters  # noqa: E402
+from rag.types import Evidence  # noqa: E402
+
+STRENGTHS = (0.1, 1.0, 10.0)  # inverse regularisation strengths tried by the grouped cross-validation
+
+
+def collect(assistant: rag.Assistant, items: list[evaluation.EvalItem]) -> list[dict]:
+    """Per question: its half, article, candidate sentences (as Evidence-like records), features and labels."""
+    settings = assistant.config.answer
+    out = []
+    for item in items:
+        question = assistant.question(item.question)
+        hits = assistant._search(question, settings.passages, Filters())
+        candidates = candidate_sentences(hits)
+        if candidates:
+            vectors = assistant.embedder.encode_passages([c.sentence for c in candidates])
+            dense = (vectors @ question.vectors.T).max(axis=1)
+        else:
+            dense = np.zeros(0)
+        labels = [
+            bool(item.gold)
+            and evaluation.in_gold(c.hit.source, item.gold)
+            and not evaluation.missing_keys(f"{c.hit.title} {c.sentence}", item.keys)
+            for c in candidates
+        ]
+        out.append(
+            {
+                "item": item,
+                "half": evaluation.article_half(item),
+                "group": item.gold[0] if item.gold else item.id.rsplit("-", 1)[0],
+                "candidates": candidates,
+                "features": sentence_features(question, candidates, dense),
+                "labels": np.array(labels, dtype=bool),
+            }
+        )
+    return out
+
+
+def fit(rows: list[dict], strength: float):
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.vstack([r["features"] for r in rows if len(r["labels"])])
+    y = np.concatenate([r["labels"] for r in rows if len(r["labels"])])
+    return LogisticRegression(C=strength, max_iter=5000).fit(x, y)
+
+
+def as_model(regression) -> EvidenceModel:
+    return EvidenceModel(regression.coef_[0].astype(np.float64), float(regression.intercept_[0]))
+
+
+def ranked(row: dict, model: EvidenceModel, limit: int) -> list[Evidence]:
+    """The evidence select_evidence would give, rebuilt from the stored candidates (three per document)."""
+    probability = model.probability(row["features"]) if len(row["labels"]) else np.zeros(0)
+    chosen: list[Evidence] = []
+    per_doc: dict[str, int] = {}
+    for i in np.argsort(-probability, kind="stable"):
+        c = row["candidates"][int(i)]
+        if per_doc.get(c.hit.source, 0) >= 3:
+            continue
+        per_doc[c.hit.source] = per_doc.get(c.hit.source, 0) + 1
+        evidence = Evidence(len(chosen) + 1, c.hit, c.sentence, c.start, c.end, float(probability[int(i)]))
+        chosen.append(evidence)
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def measure(rows: list[dict], model: EvidenceModel, limit: int) -> dict:
+    """Shares of answerable questions whose answer sentence is first, among the quotes, among the evidence."""
+    answerable = [r for r in rows if r["item"].gold]
+    first = quoted = anywhere = 0
+    for row in answerable:
+        evidence = ranked(row, model, limit)
+        states = {(c.hit.source, c.start) for c, label in zip(row["candidates"], row["labels"], strict=True) if label}
+        first += bool(evidence) and (evidence[0].hit.source, evidence[0].quote_start) in states
+        quoted += any((e.hit.source, e.quote_start) in states for e in quotes_for(evidence))
+        anywhere += any((e.hit.source, e.quote_start) in states for e in evidence)
+    n = max(1, len(answerable))
+    return {"questions": len(answerable), "first": first / n, "quoted": quoted / n, "evidence": anywhere / n}
+
+
+def choose_strength(rows: list[dict]) -> float:
+    """The strength whose models, each fitted without one fold of articles, best put the answer among the quotes."""
+    groups = sorted({r["group"] for r in rows})
+    folds = [set(groups[i::5]) for i in range(5)]
+    scores = {}
+    for strength in STRENGTHS:
+        total = 0.0
+        for fold in folds:
+            train = [r for r in rows if r["group"] not in fold]
+            test = [r for r in rows if r["group"] in fold]
+            total += measure(test, as_model(fit(train, strength)), 4)["quoted"] * len(test)
+        scores[strength] = total
+    return max(STRENGTHS, key=lambda s: (scores[s], -abs(np.log10(s))))
+
+
+def _shares(line: dict) -> str:
+    return f"questions {line['questions']}, " + ", ".join(f"{k} {v:.3f}" for k, v in line.items() if k != "questions")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"replace {MODEL_FILE.relative_to(ROOT)}")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    cfg, items = question_set("ntrex", rag.load_config(ROOT / "config.toml"))
+    assistant = rag.Assistant(cfg)
+    assistant.build_index()
+    rows = collect(assistant, items)
+    fit_rows = [r for r in rows if r["half"] == "fit"]
+    strength = choose_strength(fit_rows)
+    model = as_model(fit(fit_rows, strength))
+    limit = cfg.answer.evidence
+    print(f"C = {strength} (grouped 5-fold CV on the fit half); evidence = {limit} sentences")
+    current = EvidenceModel.load() if MODEL_FILE.exists() else None
+    for half in ("fit", "report"):
+        selected = [r for r in rows if r["half"] == half]
+        print(f"{half:>6}: new  {_shares(measure(selected, model, limit))}")
+        if current is not None:
+            print(f"{half:>6}: file {_shares(measure(selected, current, limit))}")
+    print("weights: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, model.weights, strict=True)))
+    if args.write:
+        record = {
+            "features": list(FEATURES),
+            "weights": [round(float(w), 6) for w in model.weights],
+            "bias": round(model.bias, 6),
+            "fitted_on": (
+                f"NTREX-QA dev, fit half ({sum(1 for r in fit_rows)} questions), C={strength}, "
+                f"{datetime.now(UTC).date().isoformat()}, `python bench/calibrate.py --write`"
+            ),
+        }
+        MODEL_FILE.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {MODEL_FILE}")
+    print(f"{time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
