@@ -265,7 +265,7 @@ class Assistant:
                     translate_messages(item.quote, quote_language(item), q.answer_lang),
                     max_tokens=_translation_tokens(item.quote),
                     temperature=0.0,
-                    stop=["\n"],  # a translation is one line; small models ramble on after it
+                    stop=["\n"],  # a translation of one sentence is one line; small models ramble on after it
                     cancel=cancel,
                 ):
                     timings.setdefault("first_token", round(time.perf_counter() - started, 3))
@@ -274,9 +274,14 @@ class Assistant:
                     yield StreamEvent("token", text=piece)
                 if pieces:
                     yield StreamEvent("token", text=" ")
-                translation = " ".join("".join(pieces).split())
+                translation = _translation_line("".join(pieces))
                 check = grounding.check_translation(
-                    item.quote, translation, [o for o in others if o != item.quote], self._similarity
+                    item.quote,
+                    translation,
+                    q.answer_lang,
+                    [o for o in others if o != item.quote],
+                    self._similarity,
+                    self.evidence_model.translation_min_similarity,
                 )
                 translations[item.n] = translation if check.ok else None
         else:
@@ -307,6 +312,14 @@ def quote_language(item: Evidence) -> str:
         if detected in ANSWER_LANGUAGES:
             return detected
     return item.hit.lang
+
+
+def _translation_line(reply: str) -> str:
+    """The translation in the model's reply, whitespace normalised; nothing when the model only announced it
+    ("Here is the translation:"), which then fails the check."""
+    lines = [" ".join(line.split()) for line in reply.splitlines()]
+    lines = [line for line in lines if line and not line.endswith(":")]
+    return lines[0].strip("\"'«»“”") if lines else ""
 
 
 def _translation_tokens(quote: str) -> int:

@@ -127,6 +127,10 @@ class EvidenceModel:
     weights: np.ndarray
     bias: float
     fitted_on: str = ""
+    # Kept in the same file because it is calibrated on the same embedding model: the cosine between a sentence
+    # and its translation that most human translations reach (FLORES-200), below which a machine translation is
+    # not shown (grounding.check_translation).
+    translation_min_similarity: float = 0.9
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> EvidenceModel:
@@ -136,7 +140,12 @@ class EvidenceModel:
                 f"{path} was fitted on other features ({', '.join(data['features'])}); refit it with "
                 "`python bench/calibrate.py`."
             )
-        return cls(np.asarray(data["weights"], dtype=np.float64), float(data["bias"]), data.get("fitted_on", ""))
+        return cls(
+            np.asarray(data["weights"], dtype=np.float64),
+            float(data["bias"]),
+            data.get("fitted_on", ""),
+            float(data.get("translation_min_similarity", cls.translation_min_similarity)),
+        )
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))

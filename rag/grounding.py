@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunking import split_sentences
+from .language import detect_language
 from .lexical import tokenize
 from .prompts import EXTRACTIVE_INTRO, REFUSAL
 from .types import Citation, Evidence
@@ -25,8 +27,9 @@ from .types import Citation, Evidence
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALISED = re.compile(r"\b[^\W\d_][\w'’`-]*", re.UNICODE)
 # A quote's names must be found in its translation; spelling across scripts differs too much for all of them
-# ("ABŞ" is "США"), so most is enough while numbers must all match.
-_NAMES_KEPT = 0.6
+# ("ABŞ" is "США", "Луна" is "Moon"), so half is enough while numbers must all match.
+_NAMES_KEPT = 0.5
+_THOUSANDS = re.compile(r"(?<=\d)[\s\u00a0\u202f,.](?=\d{3}(?!\d))")
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
 
@@ -111,27 +114,42 @@ class TranslationCheck:
     problem: str = ""  # what failed, for logs and tests: "numbers", "names", "meaning"
 
 
-def check_translation(quote: str, translation: str, others: Sequence[str], similarity: Similarity) -> TranslationCheck:
+def check_translation(
+    quote: str,
+    translation: str,
+    target_lang: str,
+    others: Sequence[str],
+    similarity: Similarity,
+    min_similarity: float,
+) -> TranslationCheck:
     """Whether `translation` says what `quote` says, as far as can be checked without a second model.
 
-    Numbers must match exactly; most of the quote's names must be in the translation, compared by their index
-    terms (which fold scripts: "Рид" and "Reed" share a sound key); and by meaning the translation must be closer
-    to its quote than to any of `others` (the other evidence sentences), so that a fluent translation of
-    something else, or a generic sentence, fails."""
+    Numbers must match exactly; the translation must be in `target_lang`; most of the quote's names must be in
+    it, compared by their index terms (which fold scripts: "Рид" and "Reed" share a sound key); and by meaning it
+    must be at least `min_similarity` close to its quote (a cosine as high as most human translations reach, see
+    bench/calibrate.py) and closer to it than to any of `others` (the other evidence sentences), so that a
+    garbled translation, or a fluent one of something else, fails."""
     if not translation.strip():
         return TranslationCheck(False, "empty")
-    if numbers_in(quote) != numbers_in(translation):
+    if numbers_in(_joined_thousands(quote)) != numbers_in(_joined_thousands(translation)):
         return TranslationCheck(False, "numbers")
+    if len(translation.split()) >= 4 and detect_language(translation) != target_lang:
+        return TranslationCheck(False, "language")
     translated_terms = set(tokenize(translation))
-    names = [set(tokenize(name)) for name in names_in("x " + quote)]
+    names = [set(tokenize(name)) for start, end in split_sentences(quote) for name in names_in(quote[start:end])]
     names = [terms for terms in names if terms]
     if names and sum(1 for terms in names if terms & translated_terms) / len(names) < _NAMES_KEPT:
         return TranslationCheck(False, "names")
-    if others:
-        scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
-        if scores[0] <= scores[1:].max():
-            return TranslationCheck(False, "meaning")
+    scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
+    if scores[0] < min_similarity or (len(scores) > 1 and scores[0] <= scores[1:].max()):
+        return TranslationCheck(False, "meaning")
     return TranslationCheck(True)
+
+
+def _joined_thousands(text: str) -> str:
+    """Digit groups written apart joined ("2 500", "2,500", "2.500" -> "2500"), as languages separate them
+    differently; a decimal part ("16,5") is left alone."""
+    return _THOUSANDS.sub("", text)
 
 
 def answer_from_quotes(

@@ -87,7 +87,7 @@ def test_a_faithful_translation_passes_the_check():
     translation = (
         "Deputy minister B.Usmanov said that Uzbekistan has always supported Azerbaijan's territorial integrity."
     )
-    check = grounding.check_translation(UZ, translation, [DATE, KG], lambda a, b: _fixed_rows(a, b, best=0))
+    check = grounding.check_translation(UZ, translation, "en", [DATE, KG], _best(0), 0.85)
     assert check.ok, check
 
 
@@ -100,32 +100,58 @@ def test_a_faithful_translation_passes_the_check():
     ],
 )
 def test_a_translation_that_changes_or_drops_a_number_fails(translation, problem):
-    check = grounding.check_translation(DATE, translation, [UZ], lambda a, b: _fixed_rows(a, b, best=0))
+    check = grounding.check_translation(DATE, translation, "en", [UZ], _best(0), 0.85)
     assert not check.ok and check.problem == problem
 
 
 def test_a_translation_that_loses_the_names_fails():
     translation = "The minister met his colleague in the city."  # Bayramov, Kazakbaev, Kyrgyzstan, New York gone
-    check = grounding.check_translation(KG, translation, [UZ], lambda a, b: _fixed_rows(a, b, best=0))
+    check = grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85)
     assert not check.ok and check.problem == "names"
 
 
 def test_names_are_matched_across_scripts_in_a_translation():
     translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
-    assert grounding.check_translation(KG, translation, [UZ], lambda a, b: _fixed_rows(a, b, best=0)).ok
+    assert grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85).ok
 
 
 def test_a_translation_closer_to_another_evidence_sentence_fails():
     translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
     # the embedding says the translation reads more like the second "other" sentence than like its own quote
-    check = grounding.check_translation(KG, translation, [UZ, DATE], lambda a, b: _fixed_rows(a, b, best=2))
+    check = grounding.check_translation(KG, translation, "en", [UZ, DATE], _best(2), 0.85)
     assert not check.ok and check.problem == "meaning"
 
 
-def _fixed_rows(texts: list[str], others: list[str], best: int) -> np.ndarray:
-    row = np.full(len(others), 0.80)
-    row[best] = 0.90
-    return np.tile(row, (len(texts), 1))
+def _best(best: int, high: float = 0.90):
+    """A stand-in for the embedding model: the translation is closest to candidate `best` (0: its own quote)."""
+
+    def similarity(texts: list[str], others: list[str]) -> np.ndarray:
+        row = np.full(len(others), 0.80)
+        row[best] = high
+        return np.tile(row, (len(texts), 1))
+
+    return similarity
+
+
+def test_a_translation_less_faithful_than_most_human_ones_fails():
+    translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
+    check = grounding.check_translation(KG, translation, "en", [UZ], _best(0, high=0.84), 0.85)
+    assert not check.ok and check.problem == "meaning"
+
+
+def test_a_translation_in_the_wrong_language_fails():
+    turkish = "Bayramov, Kırgızistan Dışişleri Bakanı Ruslan Kazakbaev ile New York'ta görüştü."
+    check = grounding.check_translation(KG, turkish, "en", [UZ], _best(0), 0.85)
+    assert not check.ok and check.problem == "language"
+
+
+def test_numbers_grouped_differently_are_the_same_number():
+    quote = "Билеты будут стоить от 2 500 до 130 000 иен, сообщил Токио."
+    assert grounding.check_translation(quote, "Tickets will cost from 2,500 to 130,000 yen, Tokyo said.", "en",
+                                       [UZ], _best(0), 0.85).ok  # fmt: skip
+    wrong = grounding.check_translation(quote, "Tickets will cost from 2,500 to 13,000 yen, Tokyo said.", "en",
+                                        [UZ], _best(0), 0.85)  # fmt: skip
+    assert wrong.problem == "numbers"
 
 
 # -- composing the answer from quotes and translations -------------------------------------------------------
