@@ -81,6 +81,7 @@ ol.rag-sources, ul.rag-related { list-style: none; padding-left: 0; margin: .3em
 .rag-source:target { background: rgba(250, 204, 21, .25); }
 .rag-meta { font-size: .85em; opacity: .8; }
 .rag-passage { margin: .3em 0; font-size: .93em; }
+.rag-translation { margin: 0 0 .3em 1.2em; font-size: .93em; font-style: italic; }
 .rag-passage mark, .rag-context mark { background: #fde68a; color: #111; padding: 0 .1em; }
 .rag-context summary, .rag-standalone summary { cursor: pointer; font-size: .85em; opacity: .85; }
 .rag-context div { font-size: .9em; white-space: normal; padding: .3em 0; }

@@ -1,14 +1,15 @@
-"""Fit the evidence model (rag/evidence_model.json) on one half of the NTREX-QA dev articles; report both halves.
+"""Fit the evidence model (rag/evidence_model.json) on one half of the dev articles; report both halves.
 
     .venv/bin/python bench/calibrate.py [--write]
 
-Every retrieved sentence of every question is labelled: it states the answer when it comes from a gold article
-and holds one alternative of every key (its headline counted), as `rag eval` judges answers. A logistic
-regression over evidence.FEATURES is fitted on the questions of the "fit" half (rag.evaluation.article_half:
-split by article, so no article of the report half is seen); the regularisation strength is chosen by
-cross-validation grouped by article within that half. Unanswerable questions take part: all their sentences are
-negatives. It prints, per half, how often a sentence that states the answer is the first evidence sentence, among
-the quoted ones (decision.quotes_for) and among all the evidence; with --write it replaces the model file.
+The questions are NTREX-QA's and the seeds' (seeds_dev.jsonl). Every retrieved sentence of every question is
+labelled: it states the answer when it comes from a gold article and holds one alternative of every key (its
+headline counted), as `rag eval` judges answers. A logistic regression over evidence.FEATURES is fitted on the
+questions of the "fit" halves (rag.evaluation.article_half: split by article, so no article of a report half is
+seen); the regularisation strength is chosen by cross-validation grouped by article within them. Unanswerable
+questions take part: all their sentences are negatives. It prints, per set and half, how often a sentence that
+states the answer is the first evidence sentence, among the quoted ones (decision.quotes_for) and among all the
+evidence, and the FLORES-calibrated translation floor; with --write it replaces the model file.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from answers import question_set  # noqa: E402
 
 import rag  # noqa: E402
 from rag import RagError, evaluation  # noqa: E402
-from rag.decision import quotes_for  # noqa: E402
+from rag.decision import confidence_of, quotes_for  # noqa: E402
 from rag.evidence import FEATURES, MODEL_FILE, EvidenceModel, candidate_sentences, sentence_features  # noqa: E402
 from rag.retrieval import Filters  # noqa: E402
 from rag.types import Evidence  # noqa: E402
 
+SETS = ("ntrex", "seeds")  # both fit halves train the model: newsroom questions and short ones about one subject
 STRENGTHS = (0.1, 1.0, 10.0)  # inverse regularisation strengths tried by the grouped cross-validation
 FLORES = ROOT.parent / "shared" / "eval" / "sib200_flores_az_ru_en.jsonl"
 # A machine translation is shown when it is at least as close to its source as this share of human translations
@@ -155,24 +157,32 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help=f"replace {MODEL_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
     started = time.perf_counter()
-    cfg, items = question_set("ntrex", rag.load_config(ROOT / "config.toml"))
-    assistant = rag.Assistant(cfg)
-    assistant.build_index()
-    rows = collect(assistant, items)
+    rows = []
+    for name in SETS:
+        cfg, items = question_set(name, rag.load_config(ROOT / "config.toml"))
+        assistant = rag.Assistant(cfg)
+        assistant.build_index()
+        rows += [{**row, "set": name} for row in collect(assistant, items)]
     fit_rows = [r for r in rows if r["half"] == "fit"]
     strength = choose_strength(fit_rows)
     model = as_model(fit(fit_rows, strength))
     limit = cfg.answer.evidence
-    print(f"C = {strength} (grouped 5-fold CV on the fit half); evidence = {limit} sentences")
+    print(f"C = {strength} (grouped 5-fold CV on the fit halves); evidence = {limit} sentences")
     try:
         current = EvidenceModel.load()
     except (OSError, RagError):  # none yet, or fitted on other features: nothing to compare with
         current = None
-    for half in ("fit", "report"):
-        selected = [r for r in rows if r["half"] == half]
-        print(f"{half:>6}: new  {_shares(measure(selected, model, limit))}")
-        if current is not None:
-            print(f"{half:>6}: file {_shares(measure(selected, current, limit))}")
+    for name in SETS:
+        for half in ("fit", "report"):
+            selected = [r for r in rows if r["half"] == half and r["set"] == name]
+            print(f"{name:>6} {half:>6}: new  {_shares(measure(selected, model, limit))}")
+            if current is not None:
+                print(f"{name:>6} {half:>6}: file {_shares(measure(selected, current, limit))}")
+        seen = [r for r in rows if r["set"] == name]
+        confidences = [
+            confidence_of(quotes_for(ranked(r, model, limit))) for r in seen if r["item"].gold and r["labels"].any()
+        ]
+        print(f"{name:>6}: median confidence of answerable questions {np.median(confidences):.2f}")
     min_similarity = translation_min_similarity(assistant)
     print(f"translation_min_similarity {min_similarity:.4f} (FLORES-200, {TRANSLATION_PERCENTILE}th percentile)")
     print("weights: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, model.weights, strict=True)))
@@ -183,7 +193,7 @@ def main() -> int:
             "bias": round(model.bias, 6),
             "translation_min_similarity": round(min_similarity, 4),
             "fitted_on": (
-                f"NTREX-QA dev, fit half ({sum(1 for r in fit_rows)} questions), C={strength}, "
+                f"NTREX-QA and seeds dev, fit halves ({len(fit_rows)} questions), C={strength}, "
                 f"{datetime.now(UTC).date().isoformat()}, `python bench/calibrate.py --write`"
             ),
         }

@@ -641,6 +641,23 @@ def choose_operating_point(curve: Sequence[CurvePoint], min_precision: float) ->
     return max(scored, key=lambda p: (p.precision, p.coverage or 0.0, -p.threshold))
 
 
+def best_net_threshold(rows: Sequence[dict], wrong_cost: float = 2.0) -> float | None:
+    """The threshold at which right answers minus `wrong_cost` times wrong ones is highest (a refusal costs
+    nothing), the lowest such threshold; None when nothing was answered. With the default cost, an answer is
+    worth giving when it is at least twice as likely right as wrong: the rule the default `[answer]
+    min_confidence` is chosen by, on the fit half."""
+    if not any(given(r) for r in rows):
+        return None
+    candidates = sorted({0.0} | {r["confidence"] for r in rows if not r["refused"] and r.get("confidence") is not None})
+
+    def net(threshold: float) -> float:
+        answers = [r for r in rows if given(r, threshold)]
+        right = sum(1 for r in answers if r.get("correct"))
+        return right - wrong_cost * (len(answers) - right)
+
+    return max(candidates, key=lambda t: (net(t), -t))
+
+
 def _share(part: float, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 

@@ -43,12 +43,15 @@ def seeds_embedder(real_assistant_factory):
     return assistant
 
 
-def _assistant(seeds_embedder, generator, corpus=SEEDS, index_dir=None) -> rag.Assistant:
+def _assistant(seeds_embedder, generator, corpus=SEEDS, index_dir=None, **answer) -> rag.Assistant:
+    """An assistant over the seeds with `generator`. It answers whatever its evidence allows (min_confidence 0)
+    unless told otherwise: these tests check what an answer is made of, not where the threshold sits."""
     cfg = (
         seeds_embedder.config
         if index_dir is None
         else rag.load_config({"corpus": {"path": str(corpus)}, "index": {"path": str(index_dir)}})
     )
+    cfg = cfg.with_overrides(answer={"min_confidence": 0.0, **answer})
     return rag.Assistant(cfg, embedder=seeds_embedder.embedder, generator=generator)
 
 
@@ -95,8 +98,7 @@ def test_a_translation_that_invents_facts_is_never_shown(seeds_embedder):
 
 def test_without_translation_quotes_are_shown_in_their_language(seeds_embedder):
     generator = ScriptedGenerator(_identity)
-    cfg = seeds_embedder.config.with_overrides(answer={"translate": False})
-    assistant = rag.Assistant(cfg, embedder=seeds_embedder.embedder, generator=generator)
+    assistant = _assistant(seeds_embedder, generator, translate=False)
     answer = assistant.answer(UZBEKISTAN)
     assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["en"])
     assert generator.prompts == []  # no model call at all
@@ -111,7 +113,7 @@ def test_without_translation_quotes_are_shown_in_their_language(seeds_embedder):
 )
 def test_questions_the_documents_do_not_answer_are_refused(seeds_embedder, question, lang):
     generator = ScriptedGenerator("Beijing welcomed the summit.")
-    assistant = _assistant(seeds_embedder, generator)
+    assistant = rag.Assistant(seeds_embedder.config, embedder=seeds_embedder.embedder, generator=generator)
     answer = assistant.answer(question)
     assert answer.refused and answer.citations == [] and answer.mode == "refused"
     assert answer.text == REFUSAL[lang] and answer.lang == lang

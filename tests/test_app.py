@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -152,6 +153,17 @@ def test_rewritten_follow_up_is_shown_folded_only_when_it_differs():
 
 def test_extractive_answers_say_they_are_quoted():
     assert "quoted from the documents" in app.render_answer_html(make_answer(mode="extractive"), [])
+
+
+@pytest.mark.parametrize("lang, label", [("en", "machine translation"), ("ru", "машинный перевод")])
+def test_a_translation_is_shown_under_its_quote_marked_as_machine_made(lang, label):
+    translated = replace(make_citation(1), translation="Узбекистан <всегда> поддерживает территориальную целостность.")
+    answer = make_answer(lang=lang, mode="generated", citations=[translated, make_citation(2)], confidence=0.62)
+    html = app.render_answer_html(answer, [])
+    quote_at, translation_at = html.index("supports territorial integrity"), html.index(f"{label}:")
+    assert quote_at < translation_at  # under the quote it translates
+    assert "Узбекистан &lt;всегда&gt;" in html and html.count(f"{label}:") == 1  # escaped; only where there is one
+    assert "translated from the quoted sources" in html and "confidence 62%" in html
 
 
 # -- the stream, as the chat shows it -------------------------------------------------------------------------------

@@ -251,7 +251,8 @@ def test_an_answer_through_the_openai_compatible_server(llama_server, real_assis
     seeds = real_assistant_factory(SEEDS)
     seeds.build_index()
     cfg = seeds.config.with_overrides(
-        generation={"server_url": llama_server, "server_model": "smollm2", "api_key_env": "RAG_TEST_SERVER_KEY"}
+        generation={"server_url": llama_server, "server_model": "smollm2", "api_key_env": "RAG_TEST_SERVER_KEY"},
+        answer={"min_confidence": 0.0},  # the model must be asked (to translate): no refusal before it
     )
     import rag
 

@@ -21,7 +21,7 @@ from rag.evidence import (
 )
 from rag.prompts import EXTRACTIVE_INTRO, REFUSAL
 from rag.question import Question
-from rag.types import Evidence, Hit
+from rag.types import Answer, Evidence, Hit
 
 UZ = "Nazir müavini B.Usmanov Özbəkistanın hər zaman Azərbaycanın ərazi bütövlüyünü dəstəklədiyini bildirib."
 DATE = "Bildirilib ki, iyunun 14-də Azərbaycan və Özbəkistan arasında siyasi məsləhətləşmələr keçirilib."
@@ -251,7 +251,7 @@ def test_select_evidence_ranks_by_the_models_probability_and_keeps_document_offs
 
 def test_the_shipped_evidence_model_loads_and_a_stale_one_names_the_fix(tmp_path):
     model = EvidenceModel.load()
-    assert model.weights.shape == (len(FEATURES),) and "fit half" in model.fitted_on
+    assert model.weights.shape == (len(FEATURES),) and "fit halves" in model.fitted_on
     stale = tmp_path / "model.json"
     stale.write_text(json.dumps({"features": ["dense"], "weights": [1.0], "bias": 0.0}))
     with pytest.raises(RagError, match="bench/calibrate.py"):
@@ -298,3 +298,12 @@ def test_a_standalone_question_is_not_rewritten():
     assert calls == []
     assert acceptable_rewrite("What did Kyrgyzstan say on 24 September?", "And on 24 September?")
     assert not acceptable_rewrite("What did Kyrgyzstan say?", "And on 24 September?")
+
+
+def test_markdown_of_an_answer_shows_each_translation_under_its_quote():
+    evidence = _evidence()
+    text, citations, mode = grounding.answer_from_quotes(evidence[:1], {1: "Узбекистан всегда поддерживал."}, "ru")
+    answer = Answer(question="Что сказал Узбекистан?", text=text, lang="ru", refused=False, citations=citations)
+    lines = answer.to_markdown().splitlines()
+    assert lines[2].startswith("[1] ") and UZ in lines[2]
+    assert lines[3] == "    машинный перевод: Узбекистан всегда поддерживал."

@@ -574,18 +574,18 @@ def planted_corpus(tmp_path_factory) -> Path:
     return folder
 
 
-# The evidence model was fitted on e5's behaviour, not the fake embedder's: these tests check what is shown, so the
-# fake-embedder assistant answers whatever its evidence allows.
-FAKE_ANSWER = {"min_confidence": 0.0}
+# These tests check what is shown, not where the refusal threshold sits (and the evidence model was fitted on e5,
+# not on the fake embedder): both assistants answer whatever their evidence allows, the strictest case for payloads.
+ANSWER_ALWAYS = {"min_confidence": 0.0}
 
 
 @pytest.fixture(scope="module", params=["fake embedder", pytest.param("e5", marks=pytest.mark.model)], ids=lambda p: p)
 def planted_assistant(request, planted_corpus, tmp_path_factory) -> rag.Assistant:
     if request.param == "e5":
-        assistant = request.getfixturevalue("real_assistant_factory")(planted_corpus)
+        assistant = request.getfixturevalue("real_assistant_factory")(planted_corpus, answer=ANSWER_ALWAYS)
     else:
         index_dir = tmp_path_factory.mktemp("planted-index")
-        assistant = rag.Assistant(make_config(planted_corpus, index_dir, answer=FAKE_ANSWER), embedder=FakeEmbedder())
+        assistant = rag.Assistant(make_config(planted_corpus, index_dir, answer=ANSWER_ALWAYS), embedder=FakeEmbedder())
     assistant.build_index()
     return assistant
 
