@@ -108,7 +108,6 @@ FEATURES = (
     "dense_z",  # the sentence's cosine to the question, standardised over the candidates (not a raw cosine)
     "dense_rank",  # 1 / (1 + its rank by cosine among the candidates)
     "passage_score",  # the fused search score of the passage it comes from (0..1)
-    "terms",  # share of the question's index terms in the sentence
     "terms_with_title",  # the same, counting its document's headline
     "novelty",  # share of the sentence's terms the question lacks: an answer adds something to the question
     "new_number",  # a number the question lacks, when the question asks for a date, time or amount
@@ -176,7 +175,6 @@ def sentence_features(question: Question, candidates: Sequence[Candidate], dense
                 dense_z[i],
                 1.0 / (1 + dense_rank[i]),
                 c.hit.score,
-                len(q_terms & terms) / max(1, len(q_terms)),
                 len(q_terms & with_title) / max(1, len(q_terms)),
                 len(terms - q_terms) / max(1, len(terms)),
                 float(question.asks_for_number and bool(numbers - q_numbers)),

@@ -29,6 +29,10 @@ _CAPITALISED = re.compile(r"\b[^\W\d_][\w'’`-]*", re.UNICODE)
 # A quote's names must be found in its translation; spelling across scripts differs too much for all of them
 # ("ABŞ" is "США", "Луна" is "Moon"), so half is enough while numbers must all match.
 _NAMES_KEPT = 0.5
+# One shared lower-case word can be a word of both languages ("regional" is English and Azerbaijani); more is
+# a translation that left the quote's words as they were.
+_COPIED_WORDS_ALLOWED = 1
+_LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_A-ZÀ-ÖØ-ÞА-ЯЁƏİÖÜĞŞÇ][^\W\d_]*", re.UNICODE)
 _THOUSANDS = re.compile(r"(?<=\d)[\s\u00a0\u202f,.](?=\d{3}(?!\d))")
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
@@ -124,10 +128,11 @@ def check_translation(
 ) -> TranslationCheck:
     """Whether `translation` says what `quote` says, as far as can be checked without a second model.
 
-    Numbers must match exactly; the translation must be in `target_lang`; most of the quote's names must be in
-    it, compared by their index terms (which fold scripts: "Рид" and "Reed" share a sound key); and by meaning it
-    must be at least `min_similarity` close to its quote (a cosine as high as most human translations reach, see
-    bench/calibrate.py) and closer to it than to any of `others` (the other evidence sentences), so that a
+    Numbers must match exactly; the translation must be in `target_lang` and leave no run of the quote's words
+    untranslated; half of the quote's names must be in it, compared by their index terms (which fold scripts:
+    "Рид" and "Reed" share a sound key); and by meaning it must be at least `min_similarity` close to its quote
+    (a cosine as high as most human translations reach, see bench/calibrate.py) and closer to it than to any of
+    `others` (the other evidence sentences), so that a
     garbled translation, or a fluent one of something else, fails."""
     if not translation.strip():
         return TranslationCheck(False, "empty")
@@ -135,6 +140,8 @@ def check_translation(
         return TranslationCheck(False, "numbers")
     if len(translation.split()) >= 4 and detect_language(translation) != target_lang:
         return TranslationCheck(False, "language")
+    if len(_common_words(quote, translation)) > _COPIED_WORDS_ALLOWED:
+        return TranslationCheck(False, "untranslated")
     translated_terms = set(tokenize(translation))
     names = [set(tokenize(name)) for start, end in split_sentences(quote) for name in names_in(quote[start:end])]
     names = [terms for terms in names if terms]
@@ -144,6 +151,17 @@ def check_translation(
     if scores[0] < min_similarity or (len(scores) > 1 and scores[0] <= scores[1:].max()):
         return TranslationCheck(False, "meaning")
     return TranslationCheck(True)
+
+
+def _common_words(quote: str, translation: str) -> set[str]:
+    """Lower-case words of four letters or more that the translation copies from the quote: words a small model
+    left untranslated ("the cooperation of beynəlxalq təşkilatlar"). Names are capitalised and numbers are not
+    words, so neither counts."""
+
+    def words(text: str) -> set[str]:
+        return {w for w in _LOWER_WORD.findall(text) if len(w) >= 4}
+
+    return words(quote) & words(translation)
 
 
 def _joined_thousands(text: str) -> str:

@@ -22,7 +22,7 @@ ANSWER_LANGUAGES = ("az", "ru", "en")
 _ASKS_FOR_NUMBER = re.compile(
     r"\b(when|what (date|day|year|time|minute)|how (many|much|long|old)|which (date|day|year|minute)"
     r"|когда|сколько|какого числа|в каком году|на какой минуте|какой (дат|год|день)"
-    r"|nə vaxt|nə zaman|hansı (tarix|gün|il|dəqiqə)\w*|neçə\w*)\b",
+    r"|nə vaxt|nə zaman|nə qədər\w*|hansı (tarix|gün|il|dəqiqə)\w*|neçə\w*)\b",
     re.IGNORECASE,
 )
 _ASKS_FOR_NAME = re.compile(

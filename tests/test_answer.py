@@ -67,23 +67,49 @@ def _check_citations(assistant: rag.Assistant, answer: rag.types.Answer) -> None
 
 
 def _identity(messages):
-    """A translator that returns the text it was given: numbers, names and meaning all match the quote."""
+    """A "translator" that returns the text it was given: it fails the check (wrong language, words untranslated)."""
     return messages[-1]["content"]
 
 
+# What a good translator writes for the two sentences of article 004 that the Uzbekistan question quotes.
+TRANSLATIONS = {
+    "Özbəkistanın hər zaman Azərbaycanın ərazi bütövlüyünü dəstəklədiyini diqqətə çatdırıb.": (
+        "He noted that Uzbekistan has always supported the territorial integrity of Azerbaijan."
+    ),
+    "Görüşdə Azərbaycan və Özbəkistan arasında beynəlxalq təşkilatlar çərçivəsində əməkdaşlıq, eləcə də qarşılıqlı "
+    "maraq doğuran regional və beynəlxalq məsələlər ətrafında da fikir mübadiləsi aparılıb.": (
+        "At the meeting, views were also exchanged on cooperation between Azerbaijan and Uzbekistan within "
+        "international organizations, as well as on regional and international issues of mutual interest."
+    ),
+}
+
+
+def _translator(messages):
+    return TRANSLATIONS.get(messages[-1]["content"], "")
+
+
 def test_a_quote_in_another_language_is_answered_with_its_checked_translation(seeds_embedder):
-    generator = ScriptedGenerator(_identity)
+    generator = ScriptedGenerator(_translator)
     assistant = _assistant(seeds_embedder, generator)
     answer = assistant.answer(UZBEKISTAN)
-    assert answer.mode == "generated" and not answer.refused and answer.lang == "en"
+    assert not answer.refused and answer.lang == "en"
     assert answer.citations[0].source == "004_6ae4727e16493b4e.txt"
     assert any("ərazi bütövlüyünü" in c.quote for c in answer.citations)
     for c in answer.citations:
-        assert c.translation == c.quote  # what the scripted translator wrote, shown as the translation
-        assert c.lang == "az"
+        assert c.lang == "az" and c.translation == TRANSLATIONS.get(c.quote)
+    if all(c.translation for c in answer.citations):
+        assert answer.mode == "generated"
+        assert "Uzbekistan has always supported the territorial integrity of Azerbaijan [" in answer.text
     assert "Translate" in generator.prompts[0][0]["content"] and "English" in generator.prompts[0][0]["content"]
     assert 0.0 <= answer.confidence <= 1.0
     _check_citations(assistant, answer)
+
+
+def test_a_copied_quote_is_not_taken_for_a_translation(seeds_embedder):
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_identity))
+    answer = assistant.answer(UZBEKISTAN)
+    assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["en"])
+    assert all(c.translation is None for c in answer.citations)
 
 
 def test_a_translation_that_invents_facts_is_never_shown(seeds_embedder):
@@ -205,12 +231,13 @@ def test_planted_instructions_in_a_document_do_not_steer_the_answer(seeds_embedd
 
 
 def test_stream_yields_the_translation_tokens_then_the_final_answer(seeds_embedder):
-    assistant = _assistant(seeds_embedder, ScriptedGenerator(_identity))
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_translator))
     events = list(assistant.stream(UZBEKISTAN))
     assert [e.kind for e in events if e.kind != "token"] == ["answer"]
     answer = events[-1].answer
     streamed = " ".join("".join(e.text for e in events if e.kind == "token").split())
-    assert all(c.translation in streamed for c in answer.citations)
+    translated = [c.translation for c in answer.citations if c.translation]
+    assert translated and all(t in streamed for t in translated)
     assert answer.timings["total"] >= answer.timings["first_token"]
 
 

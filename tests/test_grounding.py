@@ -307,3 +307,14 @@ def test_markdown_of_an_answer_shows_each_translation_under_its_quote():
     lines = answer.to_markdown().splitlines()
     assert lines[2].startswith("[1] ") and UZ in lines[2]
     assert lines[3] == "    машинный перевод: Узбекистан всегда поддерживал."
+
+
+def test_a_translation_that_leaves_the_quotes_words_untranslated_fails():
+    quote = "Görüşdə Azərbaycan və Özbəkistan arasında beynəlxalq təşkilatlar çərçivəsində əməkdaşlıq müzakirə olunub."
+    half_done = (
+        "At the meeting, cooperation between Azerbaijan and Uzbekistan within beynəlxalq təşkilatlar was discussed."
+    )
+    check = grounding.check_translation(quote, half_done, "en", [UZ], _best(0), 0.85)
+    assert not check.ok and check.problem == "untranslated"
+    done = "At the meeting, cooperation of Azerbaijan and Uzbekistan within international organisations was discussed."
+    assert grounding.check_translation(quote, done, "en", [UZ], _best(0), 0.85).ok

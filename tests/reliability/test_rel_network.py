@@ -81,7 +81,7 @@ def test_no_network_while_indexing_searching_and_answering(network_guard, tmp_pa
     assistant = rag.Assistant(cfg)
     assert assistant.build_index().documents == 5
     assert assistant.search("Özbəkistan ərazi bütövlüyü", k=2)
-    first = assistant.answer("What did Uzbekistan say about territorial integrity?")
+    first = assistant.answer("When did Blinken call Ilham Aliyev?")  # quotes an az sentence: the model translates
     assert first.citations
     follow_up = assistant.answer(
         "И что он сказал о визите?",
