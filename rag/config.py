@@ -91,7 +91,7 @@ class GenerationConfig:
 class AnswerConfig:
     passages: int = 10  # passages retrieved for a question
     evidence: int = 4  # evidence sentences kept (the answer quotes one or two of them)
-    min_confidence: float = 0.40  # an answer whose calibrated confidence is below this is refused (see decision.py)
+    min_confidence: float = 0.41  # an answer whose calibrated confidence is below this is refused (see decision.py)
     translate: bool = True  # quotes in another language than the question's are machine-translated and checked
     rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
     max_question_chars: int = 1000  # longer questions are refused with a message, not cut (see retrieval.py)

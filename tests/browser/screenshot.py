@@ -1,6 +1,6 @@
-"""Take docs/screenshot.png: the app answering the Uzbekistan question, its first source opened.
+"""Take docs/screenshot.png: the app answering a question about the seeds, its first source opened.
 
-    .venv/bin/python tests/browser/screenshot.py [--model quality] [--out docs/screenshot.png]
+    .venv/bin/python tests/browser/screenshot.py [--model quality] [--question "..."] [--out docs/screenshot.png]
 
 Starts app.py on a free port over a copy of seeds/ (as the browser tests do) and drives /usr/bin/chromium.
 """
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_harness import ROOT, ask, launch_chromium, running_app  # noqa: E402
 
-QUESTION = "What did Uzbekistan say about territorial integrity?"
+QUESTION = "What did Armenia refuse to provide to Azerbaijan?"
 # Scroll the chat's own scrolling box (not the page) so that the question and its answer start at its top.
 SCROLL_TO_ANSWER = """() => {
   const rows = document.querySelectorAll('#chat .user-row');
@@ -34,6 +34,7 @@ SCROLL_TO_ANSWER = """() => {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="quality", help="chat model (default: quality)")
+    parser.add_argument("--question", default=QUESTION)
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -48,7 +49,7 @@ def main() -> int:
         page.goto(url)
         page.locator("#question textarea").wait_for(timeout=60_000)
         started = time.monotonic()
-        answer = ask(page, QUESTION, timeout_s=300)
+        answer = ask(page, args.question, timeout_s=300)
         print(f"answered in {time.monotonic() - started:.1f} s: {answer.inner_text()[:200]!r}")
         answer.locator("details.rag-context summary").first.click()
         time.sleep(1)  # the chat scrolls itself to the bottom when its content grows: let it, then scroll back
