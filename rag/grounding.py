@@ -33,6 +33,32 @@ _NAMES_KEPT = 0.5
 # a translation that left the quote's words as they were.
 _COPIED_WORDS_ALLOWED = 1
 _LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_A-ZÀ-ÖØ-ÞА-ЯЁƏİÖÜĞŞÇ][^\W\d_]*", re.UNICODE)
+# Letters only Azerbaijani uses among the three languages: in an English or Russian translation they are words
+# (or names) left untranslated, which also inflate the translation's similarity to its quote.
+_AZERBAIJANI_LETTERS = re.compile(r"[əƏğĞıİşŞçÇöÖüÜ]")
+_DATE_TOKEN = re.compile(r"\d[\w-]*|[^\W\d_]+")
+# Month name stems in en / az / ru.
+_MONTH_STEMS = tuple(
+    (stem, month)
+    for month, stems in enumerate(
+        [
+            ("january", "yanvar", "январ"),
+            ("february", "fevral", "феврал"),
+            ("march", "mart", "март", "марта"),
+            ("april", "aprel", "апрел"),
+            ("may", "may", "мая", "май"),
+            ("june", "iyun", "июн"),
+            ("july", "iyul", "июл"),
+            ("august", "avqust", "август"),
+            ("september", "sentyabr", "сентябр"),
+            ("october", "oktyabr", "октябр"),
+            ("november", "noyabr", "ноябр"),
+            ("december", "dekabr", "декабр"),
+        ],
+        1,
+    )
+    for stem in stems
+)
 _THOUSANDS = re.compile(r"(?<=\d)[\s\u00a0\u202f,.](?=\d{3}(?!\d))")
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
@@ -138,8 +164,12 @@ def check_translation(
         return TranslationCheck(False, "empty")
     if numbers_in(_joined_thousands(quote)) != numbers_in(_joined_thousands(translation)):
         return TranslationCheck(False, "numbers")
+    if months_in(quote) != months_in(translation):
+        return TranslationCheck(False, "dates")
     if len(translation.split()) >= 4 and detect_language(translation) != target_lang:
         return TranslationCheck(False, "language")
+    if target_lang != "az" and _AZERBAIJANI_LETTERS.search(translation):
+        return TranslationCheck(False, "untranslated")  # "ABŞ Dövlət katibi" left as it was
     if len(_common_words(quote, translation)) > _COPIED_WORDS_ALLOWED:
         return TranslationCheck(False, "untranslated")
     translated_terms = set(tokenize(translation))
@@ -151,6 +181,27 @@ def check_translation(
     if scores[0] < min_similarity or (len(scores) > 1 and scores[0] <= scores[1:].max()):
         return TranslationCheck(False, "meaning")
     return TranslationCheck(True)
+
+
+def months_in(text: str) -> set[int]:
+    """The months of the dates a text gives, in any of the three languages ("Sentyabrın 26-da", "26 сентября",
+    "September 26" -> 9), so that a translation cannot move a date to another month. A month name counts only
+    next to a number: "may" and "mart" are other words too."""
+    tokens = _DATE_TOKEN.findall(text.lower())
+    found = set()
+    for i, token in enumerate(tokens):
+        month = _month(token)
+        neighbours = tokens[max(0, i - 1) : i] + tokens[i + 1 : i + 2]
+        if month and any(t[0].isdigit() for t in neighbours):
+            found.add(month)
+    return found
+
+
+def _month(word: str) -> int | None:
+    for stem, month in _MONTH_STEMS:
+        if word.startswith(stem) and len(word) - len(stem) <= 4:  # "sentyabrın", "сентября", "mayın", "mart"
+            return month
+    return None
 
 
 def _common_words(quote: str, translation: str) -> set[str]:

@@ -318,3 +318,21 @@ def test_a_translation_that_leaves_the_quotes_words_untranslated_fails():
     assert not check.ok and check.problem == "untranslated"
     done = "At the meeting, cooperation of Azerbaijan and Uzbekistan within international organisations was discussed."
     assert grounding.check_translation(quote, done, "en", [UZ], _best(0), 0.85).ok
+
+
+def test_a_translation_that_moves_a_date_or_keeps_azerbaijani_words_fails():
+    quote = "Sentyabrın 26-da ABŞ Dövlət katibi Entoni Blinken Azərbaycan Prezidenti İlham Əliyevə zəng edib."
+    invented = "On November 26, ABŞ Dövlət katibi Entoni Blinken was appointed as the President of Azerbaijan."
+    assert grounding.check_translation(quote, invented, "en", [UZ], _best(0), 0.85).problem == "dates"
+    half_done = "On September 26, US Secretary of State Antony Blinken called the president of Azərbaycan, Aliyev."
+    assert grounding.check_translation(quote, half_done, "en", [UZ], _best(0), 0.85).problem == "untranslated"
+    done = "On September 26, US Secretary of State Antony Blinken called President of Azerbaijan Ilham Aliyev."
+    assert grounding.check_translation(quote, done, "en", [UZ], _best(0), 0.85).ok
+
+
+@pytest.mark.parametrize(
+    "text, months",
+    [("iyunun 14-də", {6}), ("26 сентября", {9}), ("on 14 June", {6}), ("the minister may resign", set())],
+)
+def test_months_count_only_in_dates(text, months):
+    assert grounding.months_in(text) == months
