@@ -54,7 +54,7 @@ RELATED_SNIPPET_CHARS = 240
 TITLE_CHARS = 90  # in the table of documents
 
 EXAMPLES = [
-    "What did Uzbekistan say about territorial integrity?",
+    "What did Armenia refuse to provide to Azerbaijan?",
     "Blinken İlham Əliyevə hansı tarixdə zəng edib?",
     "С каким министром Кыргызстана встретился Байрамов?",
     "Bayramov İƏT-in Baş katibi ilə nəyi müzakirə edib?",
