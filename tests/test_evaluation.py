@@ -575,7 +575,6 @@ def test_run_rows_are_judged_correct_only_with_keys_and_a_gold_citation(report):
 
 # -- bench/answers.py --from-json -------------------------------------------------------------------------------
 def test_bench_answers_renders_saved_rows_without_models(tmp_path):
-    pytest.importorskip("matplotlib")
     # article_half: a, b, h are "fit"; e, f and the unanswerable nytimes.184853 are "report"
     asked = [  # id, gold, cited, confidence
         ("a-1", ["a"], "a.txt", 0.9),
