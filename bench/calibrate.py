@@ -31,7 +31,14 @@ from answers import question_set  # noqa: E402
 import rag  # noqa: E402
 from rag import RagError, evaluation  # noqa: E402
 from rag.decision import confidence_of, quotes_for  # noqa: E402
-from rag.evidence import FEATURES, MODEL_FILE, EvidenceModel, candidate_sentences, sentence_features  # noqa: E402
+from rag.evidence import (  # noqa: E402
+    FEATURES,
+    MODEL_FILE,
+    EvidenceModel,
+    candidate_sentences,
+    rank_evidence,
+    sentence_features,
+)
 from rag.retrieval import Filters  # noqa: E402
 from rag.types import Evidence  # noqa: E402
 
@@ -103,20 +110,9 @@ def as_model(regression) -> EvidenceModel:
 
 
 def ranked(row: dict, model: EvidenceModel, limit: int) -> list[Evidence]:
-    """The evidence select_evidence would give, rebuilt from the stored candidates (three per document)."""
+    """The evidence select_evidence would give, rebuilt from the stored candidates and features."""
     probability = model.probability(row["features"]) if len(row["labels"]) else np.zeros(0)
-    chosen: list[Evidence] = []
-    per_doc: dict[str, int] = {}
-    for i in np.argsort(-probability, kind="stable"):
-        c = row["candidates"][int(i)]
-        if per_doc.get(c.hit.source, 0) >= 3:
-            continue
-        per_doc[c.hit.source] = per_doc.get(c.hit.source, 0) + 1
-        evidence = Evidence(len(chosen) + 1, c.hit, c.sentence, c.start, c.end, float(probability[int(i)]))
-        chosen.append(evidence)
-        if len(chosen) == limit:
-            break
-    return chosen
+    return rank_evidence(row["candidates"], probability, limit)
 
 
 def measure(rows: list[dict], model: EvidenceModel, limit: int) -> dict:

@@ -117,10 +117,11 @@ class Assistant:
         aliases = self.index().aliases
         variants = aliases.query_variants(text)
         vectors = self.embedder.encode_queries([text, *variants.values()])
+        lang = detect_language(text)
         return Question(
             text=text,
-            lang=detect_language(text),
-            answer_lang=answer_language(text, reply_lang),
+            lang=lang,
+            answer_lang=reply_lang or (lang if lang in ANSWER_LANGUAGES else "en"),
             vector=vectors[0],
             variants=dict(zip(variants, vectors[1:], strict=True)),
             asked=asked or text,

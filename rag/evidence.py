@@ -108,7 +108,7 @@ FEATURES = (
     "dense_z",  # the sentence's cosine to the question, standardised over the candidates (not a raw cosine)
     "dense_rank",  # 1 / (1 + its rank by cosine among the candidates)
     "passage_score",  # the fused search score of the passage it comes from (0..1)
-    "terms_with_title",  # the same, counting its document's headline
+    "terms_with_title",  # share of the question's index terms in the sentence and its document's headline
     "novelty",  # share of the sentence's terms the question lacks: an answer adds something to the question
     "new_number",  # a number the question lacks, when the question asks for a date, time or amount
     "new_name",  # a name the question lacks, when the question asks who, where or which
@@ -207,9 +207,17 @@ def select_evidence(
         return []
     dense = np.asarray(similarity([c.sentence for c in candidates]), dtype=np.float64)
     probability = model.probability(sentence_features(question, candidates, dense))
+    return rank_evidence(candidates, probability, limit, per_document=per_document)
+
+
+def rank_evidence(
+    candidates: Sequence[Candidate], probability: np.ndarray, limit: int, *, per_document: int = 3
+) -> list[Evidence]:
+    """The `limit` most probable candidates as Evidence, best first, numbered from 1, at most `per_document`
+    from one document."""
     chosen: list[Evidence] = []
     per_doc: dict[str, int] = {}
-    for i in np.argsort(-probability, kind="stable"):
+    for i in np.argsort(-np.asarray(probability), kind="stable"):
         c = candidates[int(i)]
         if per_doc.get(c.hit.source, 0) >= per_document:
             continue

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .grounding import question_names
+from .grounding import name_spellings, question_names
 from .language import detect_language
 from .lexical import tokenize
 
@@ -68,14 +68,7 @@ class Question:
 
     def name_spellings(self) -> list[set[str]]:
         """Per name of the question, the index terms of every spelling that counts as mentioning it."""
-        spellings = []
-        for name in self.names:
-            terms = set(tokenize(name))
-            for word in name.split():
-                for other in self.equivalents.get(word, ()):
-                    terms |= set(tokenize(other))
-            spellings.append(terms)
-        return spellings
+        return [name_spellings(name, self.equivalents) for name in self.names]
 
     @property
     def asks_for_number(self) -> bool:
