@@ -160,16 +160,9 @@ def prepare_ntrex_qa(corpus_file: Path, articles_file: Path, corpus_dir: Path) -
     missing = sorted(set(assigned) - set(texts))
     if missing:
         raise RagError(f"{articles_file} lacks {len(missing)} articles of {corpus_file}, e.g. {missing[0]!r}.")
-    Path(corpus_dir).mkdir(parents=True, exist_ok=True)
-    names = []
-    for doc_id, lang in sorted(assigned.items()):
-        name = f"{doc_id}.txt"
-        data = texts[doc_id][lang].encode("utf-8")
-        target = Path(corpus_dir) / name
-        if not target.is_file() or target.read_bytes() != data:
-            target.write_bytes(data)
-        names.append(name)
-    return names
+    files = {f"{doc_id}.txt": texts[doc_id][lang] for doc_id, lang in sorted(assigned.items())}
+    _write_files(files, Path(corpus_dir))
+    return list(files)
 
 
 def article_half(item: EvalItem) -> str:
@@ -351,19 +344,25 @@ def _paragraph_files(paragraphs: list[_Paragraph]) -> list[str]:
 
 
 def _write_corpus(paragraphs: list[_Paragraph], corpus_dir: Path) -> list[str]:
-    """Write each paragraph once; an unchanged file is left alone, so the incremental index stays valid."""
+    """Write each paragraph as its own file (see `_write_files`)."""
     names = _paragraph_files(paragraphs)
+    # A leading byte-order mark is an artefact of the dataset, not text of the paragraph.
+    _write_files({name: p.context.lstrip("\ufeff") for p, name in zip(paragraphs, names)}, corpus_dir)
+    return names
+
+
+def _write_files(files: dict[str, str], corpus_dir: Path) -> None:
+    """Write each file (name -> text) into `corpus_dir` as UTF-8; an unchanged file is left alone, so the
+    incremental index built over the folder stays valid."""
     try:
         corpus_dir.mkdir(parents=True, exist_ok=True)
-        for paragraph, name in zip(paragraphs, names):
-            # A leading byte-order mark is an artefact of the dataset, not text of the paragraph.
-            data = paragraph.context.lstrip("\ufeff").encode("utf-8")
+        for name, text in files.items():
+            data = text.encode("utf-8")
             target = corpus_dir / name
             if not target.is_file() or target.read_bytes() != data:
                 target.write_bytes(data)
     except OSError as exc:
         raise RagError(f"Cannot write the evaluation corpus into {corpus_dir}: {exc.strerror or exc}.") from exc
-    return names
 
 
 # -- judging one answer ---------------------------------------------------------------------------------------
