@@ -35,7 +35,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from results_file import blocks  # bench/ is on sys.path when this file runs as a script
+import question_sets  # bench/ is on sys.path when this file runs as a script
+from results_file import blocks
 
 import rag  # sets HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before any Hugging Face library is imported
 from rag import indexer, retrieval
@@ -64,7 +65,14 @@ CHANNELS = {
 RANK_DEPTH = 20  # documents ranked per query; MRR is therefore MRR@20 (123 candidates in all)
 HNSW_EF = (32, 64, 128, 256)
 LEXICAL_SHARE_SWEEP = (0.2, 0.3, 0.5)  # diagnostic: lexical weight w, dense weight 1 - w
-TARGETS = {"overhead_pct": 10.0, "search_p50_ms": 50.0, "reindex_seeds_s": 2.0}
+TARGETS = {
+    "overhead_pct": 10.0,
+    "search_p50_ms": 50.0,
+    "reindex_seeds_s": 2.0,
+    "gold_first_share": 0.97,  # of answerable questions, per question set (issue 12)
+    "title_r1_mean": 0.85,  # NTREX title -> article, hybrid, mean over the five directions
+    "title_r1_min": 0.80,  # ... and in every direction
+}
 
 _STARTED = time.perf_counter()
 
@@ -714,7 +722,9 @@ def render_header(r: dict) -> list[str]:
     libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
     limits = r["limits"]
     partial = [f"Reuters limited to {limits['reuters_limit']} records"] if limits.get("reuters_limit") else []
-    partial += [f"{name} skipped" for name in ("ntrex", "llamaindex", "reuters") if limits.get(f"skip_{name}")]
+    partial += [
+        f"{name} skipped" for name in ("questions", "ntrex", "llamaindex", "reuters") if limits.get(f"skip_{name}")
+    ]
     lines = [
         "# Retrieval benchmark results",
         "",
@@ -753,6 +763,26 @@ def render_targets(r: dict) -> list[str]:
             f"{r['reuters']['build']['overhead_cpu_pct']:+.1f} %"
         )
         lines.append(f"- Search latency p50: {verdict(p50, TARGETS['search_p50_ms'], 'ms')}")
+    if "questions" in r:
+        share = TARGETS["gold_first_share"]
+        for name, by_setting in r["questions"]["sets"].items():
+            m = by_setting["default"]["all"]
+            needed = int(np.ceil(share * m["questions"]))
+            met = "met" if m["hit@1"] >= needed else f"**missed** by {needed - m['hit@1']}"
+            top5 = "all" if m["hit@5"] == m["questions"] else f"**{m['questions'] - m['hit@5']} missing**"
+            lines.append(
+                f"- {name}: answering article first for {m['hit@1']}/{m['questions']} (target {share:.0%}, "
+                f"{needed}): {met}; in the top 5: {top5}"
+            )
+    if "ntrex" in r:
+        r1 = [f["hybrid"]["recall@1"] for f in r["ntrex"]["directions"].values()]
+        mean_met = "met" if statistics.mean(r1) >= TARGETS["title_r1_mean"] else "**missed**"
+        min_met = "met" if min(r1) >= TARGETS["title_r1_min"] else "**missed**"
+        lines.append(
+            f"- NTREX title -> article R@1, hybrid: mean {statistics.mean(r1):.3f} (target "
+            f"{TARGETS['title_r1_mean']}): {mean_met}; lowest direction {min(r1):.3f} (target "
+            f"{TARGETS['title_r1_min']}): {min_met}"
+        )
     if "seeds_reindex" in r:
         seeds, target = r["seeds_reindex"], TARGETS["reindex_seeds_s"]
         cli, in_process = seeds["cli_s"]["median"], seeds["in_process_s"]["median"]
@@ -954,6 +984,8 @@ def render_seeds(r: dict) -> list[str]:
 
 def render(results: dict) -> str:
     lines = render_header(results) + render_targets(results)
+    if "questions" in results:
+        lines += question_sets.render(results["questions"], md_table)
     if "ntrex" in results:
         lines += render_ntrex(results)
     if "reuters" in results:
@@ -978,6 +1010,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-reuters", action="store_true", help="skip the Reuters scale and HNSW sections")
     p.add_argument("--skip-llamaindex", action="store_true", help="skip the LlamaIndex comparison")
     p.add_argument("--skip-ntrex", action="store_true", help="skip NTREX (and so LlamaIndex, which uses its files)")
+    p.add_argument("--skip-questions", action="store_true", help="skip the question sets (seeds, NTREX-QA)")
     p.add_argument("--queries", type=int, default=200, help="Reuters title queries for latency and HNSW (200)")
     p.add_argument("--results", type=Path, default=REPO / "bench" / "RESULTS.md", help="markdown report to write")
     p.add_argument("--json", type=Path, default=OUT / "retrieval.json", help="raw figures to write")
@@ -1005,6 +1038,7 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
             "skip_reuters": args.skip_reuters,
             "skip_llamaindex": args.skip_llamaindex or args.skip_ntrex,
             "skip_ntrex": args.skip_ntrex,
+            "skip_questions": args.skip_questions,
         },
     }
     with NetworkGuard() as guard, tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
@@ -1022,6 +1056,8 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
         log(f"model loaded in {load_seconds:.1f} s from {model_path}")
         rows = read_jsonl(NTREX)
         sections: list[tuple[str, Callable[[], dict]]] = []
+        if not args.skip_questions:
+            sections.append(("questions", lambda: question_sets.run(work, embedder, log)))
         if not args.skip_ntrex:
             sections.append(("ntrex", lambda: ntrex_ours(rows, work, embedder)))
         if not (args.skip_llamaindex or args.skip_ntrex):

@@ -68,9 +68,10 @@ class ModelsConfig:
 class RetrievalConfig:
     k: int = 5  # passages returned
     candidates: int = 100  # passages taken from each channel before fusion
-    dense_weight: float = 0.9  # share of the dense (meaning) score in the fused score
-    lexical_weight: float = 0.1  # share of the lexical (BM25) score
+    dense_weight: float = 0.8  # share of the dense (meaning) score in the fused score
+    lexical_weight: float = 0.2  # share of the lexical (BM25) score
     language_centering: bool = True  # subtract each language's mean vector to remove same-language bias
+    document_weight: float = 0.8  # share of the passage's document score in its rank (see retrieval.py)
     max_per_document: int = 2  # diversity: at most this many passages of one document in the top k (0: no limit)
 
 
