@@ -245,7 +245,13 @@ def render(r: dict, md_table: Callable[[Sequence[str], Sequence[Sequence[object]
         "",
     ]
     rows = [
-        [g["document_weight"], g["dense_weight"], g["lexical_weight"], f"{g['hit@1']}/{g['questions']}", f"{g['mrr']:.3f}"]
+        [
+            g["document_weight"],
+            g["dense_weight"],
+            g["lexical_weight"],
+            f"{g['hit@1']}/{g['questions']}",
+            f"{g['mrr']:.3f}",
+        ]
         for g in r["fit_grid"]
     ]
     lines += md_table(["document_weight", "dense_weight", "lexical_weight", "hit@1", "MRR"], rows)

@@ -57,7 +57,8 @@ class ModelsConfig:
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
     batch_size: int = 32
-    threads: int = 0  # 0: let torch decide
+    threads: int = 0  # 0: all cores
+    backend: str = "torch"  # "torch", "onnx" (fp32) or "onnx-int8": what runs the embedding model (see onnx_encoder.py)
 
     @property
     def cache(self) -> Path:
@@ -92,7 +93,7 @@ class GenerationConfig:
 class AnswerConfig:
     passages: int = 10  # passages retrieved for a question
     evidence: int = 4  # evidence sentences kept (the answer quotes one or two of them)
-    min_confidence: float = 0.41  # an answer whose calibrated confidence is below this is refused (see decision.py)
+    min_confidence: float = 0.44  # an answer whose calibrated confidence is below this is refused (see decision.py)
     translate: bool = True  # quotes in another language than the question's are machine-translated and checked
     rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
     max_question_chars: int = 1000  # longer questions are refused with a message, not cut (see retrieval.py)
@@ -199,6 +200,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"[chunking] overlap ({cfg.chunking.overlap}) must be smaller than size ({cfg.chunking.size})."
         )
+    if cfg.models.backend not in ("torch", "onnx", "onnx-int8"):
+        raise ConfigError(f'[models] backend must be "torch", "onnx" or "onnx-int8", got {cfg.models.backend!r}.')
     if cfg.retrieval.k < 1:
         raise ConfigError("[retrieval] k must be at least 1.")
     if not 0.0 <= cfg.answer.min_confidence <= 1.0:
