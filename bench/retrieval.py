@@ -288,10 +288,8 @@ def ranked_documents(hits: Sequence[rag.Hit], doc_of_source: dict[str, str]) -> 
 
 def token_overflow(embedder: Embedder, texts: Sequence[str]) -> int:
     """How many texts exceed the model's input length, i.e. are silently truncated when embedded."""
-    tokenizer = embedder._model.tokenizer
     limit = embedder.max_tokens
-    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]]
-    return sum(length > limit for length in lengths)
+    return sum(length > limit for length in embedder.token_counts(texts))
 
 
 def folder_bytes(folder: Path) -> int:
@@ -536,15 +534,9 @@ def encode_baseline(assistant: rag.Assistant, sample: int | None = None) -> dict
         for i in rows
     ]
     log(f"Reuters encode baseline: encoding {len(texts)} passages in one call ...")
-    vectors, seconds, cpu = timed_cpu(
-        lambda: embedder._model.encode(
-            texts,
-            batch_size=models.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-    )
+    # The configured backend's own encode call over all texts at once (sentence-transformers' model.encode for
+    # "torch"), without the pipeline's slicing and progress reports.
+    vectors, seconds, cpu = timed_cpu(lambda: embedder._encode(texts))
     # The same texts must give the same vectors; otherwise the two timings would not measure the same work.
     cosines = np.sum(np.asarray(vectors, dtype=np.float32) * data.vectors.vectors()[rows], axis=1)
     log(f"Reuters encode baseline: {len(texts)} passages in {seconds:.1f} s")
@@ -735,7 +727,8 @@ def render_header(r: dict) -> list[str]:
         f"- Machine: {m['cpu']}, {m['cores']} cores (torch uses {m['torch_threads']} threads), "
         f"{m['ram_gb']} GB RAM, {m['os']}, Python {m['python']}",
         f"- Libraries: {libs}",
-        f"- Embedding model: {r['model']['name']} ({r['model']['fingerprint']}), loaded once in "
+        f"- Embedding model: {r['model']['name']} ({r['model']['fingerprint']}), backend "
+        f"{r['model'].get('backend', 'torch')}, loaded once in "
         f"{r['model']['load_seconds']} s; batch size {r['model']['batch_size']}",
         f"- Network: every connection and DNS lookup was refused during the run; attempts seen: "
         f"{len(r['network_attempts'])}"
@@ -1050,6 +1043,7 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
             "name": cfg.models.embedding,
             "path": model_path,
             "fingerprint": embedder.fingerprint,
+            "backend": embedder.backend,
             "load_seconds": round(load_seconds, 2),
             "batch_size": cfg.models.batch_size,
         }

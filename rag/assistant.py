@@ -101,10 +101,11 @@ class Assistant:
                 built_with = data.manifest.get("settings", {}).get("model", {}).get("fingerprint")
                 if built_with != self._fingerprint():
                     raise IndexMismatchError(
-                        f"The index in {index_dir} was built with another embedding model "
-                        f"({data.manifest['settings']['model'].get('name')!r}) than the one configured "
-                        f"({self.config.models.embedding!r}); its vectors cannot be searched with this model. "
-                        "Run `python -m rag index --rebuild`."
+                        f"The index in {index_dir} was built with another embedding model or backend "
+                        f"({data.manifest['settings']['model'].get('name')!r}, {_backend_of(built_with)}) than "
+                        f"the one configured ({self.config.models.embedding!r}, {self.config.models.backend}); its "
+                        "vectors cannot be searched with this model. Run `python -m rag index --rebuild`, or set "
+                        "[models] embedding and backend back to what the index was built with."
                     )
                 self._data = data
             return self._data
@@ -357,3 +358,8 @@ def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:
         timings=timings,
         **base,
     )
+
+
+def _backend_of(fingerprint: str | None) -> str:
+    """The backend an index's model fingerprint records (embeddings.backend_fingerprint)."""
+    return fingerprint.rsplit("+", 1)[1] if fingerprint and "+" in fingerprint else "torch"

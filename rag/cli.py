@@ -179,7 +179,7 @@ def _models(cfg, args) -> int:
     from .models import prepare_models
 
     names = args.names or ["embedding"]
-    paths = prepare_models(cfg.models.cache, names, verify=args.verify)
+    paths = prepare_models(cfg.models.cache, names, verify=args.verify, backend=cfg.models.backend)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

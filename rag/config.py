@@ -58,7 +58,7 @@ class ModelsConfig:
     passage_prefix: str = "passage: "
     batch_size: int = 32
     threads: int = 0  # 0: all cores
-    backend: str = "torch"  # "torch", "onnx" (fp32) or "onnx-int8": what runs the embedding model (see onnx_encoder.py)
+    backend: str = "onnx"  # "onnx" (fp32), "onnx-int8" or "torch": what runs the embedding model (onnx_encoder.py)
 
     @property
     def cache(self) -> Path:

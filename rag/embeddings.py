@@ -1,33 +1,64 @@
-"""Dense embeddings: the only module that imports sentence-transformers (and so torch).
+"""Dense embeddings: encodes queries and passages with the configured model and backend.
 
 Queries and passages are encoded differently on purpose: e5 was trained with "query: " and "passage: "
 prefixes, and leaving them out costs retrieval quality.
+
+`[models] backend` picks what runs the model: "torch" (sentence-transformers, the only place it and torch are
+imported) or an ONNX graph of the same model exported at setup ("onnx", "onnx-int8"; onnx_encoder.py). The
+vectors differ slightly between backends, so the backend is part of the model's fingerprint and an index built
+with one is not searched with another.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from .config import ModelsConfig
 from .errors import ModelError
-from .models import model_fingerprint, resolve_embedding_model
+from .models import model_fingerprint, resolve_embedding_model, resolve_onnx_model
+
+
+def backend_fingerprint(model_fingerprint_: str, backend: str) -> str:
+    """The fingerprint an index records: the model's, plus the backend when it is not PyTorch."""
+    return model_fingerprint_ if backend == "torch" else f"{model_fingerprint_}+{backend}"
 
 
 class Embedder:
-    """Loads the configured sentence-transformers model once; encodes queries and passages."""
+    """Loads the configured model once, on the configured backend; encodes queries and passages."""
 
     def __init__(self, models: ModelsConfig):
-        import torch
-        from sentence_transformers import SentenceTransformer
-
         self.reference = resolve_embedding_model(models)
-        self.fingerprint = model_fingerprint(self.reference)
+        self.backend = models.backend
+        self.fingerprint = backend_fingerprint(model_fingerprint(self.reference), self.backend)
         self.name = models.embedding
         self.query_prefix = models.query_prefix
         self.passage_prefix = models.passage_prefix
         self.batch_size = models.batch_size
+        self._model = None
+        self._onnx = None
+        if self.backend == "torch":
+            self._load_torch(models)
+        else:
+            from .onnx_encoder import OnnxEncoder
+
+            folder = Path(self.reference)
+            self._onnx = OnnxEncoder(
+                resolve_onnx_model(models),
+                folder / "tokenizer.json",
+                max_tokens=_max_seq_length(folder),
+                threads=models.threads,
+                batch_size=self.batch_size,
+            )
+            self.dim = self._onnx.dim
+
+    def _load_torch(self, models: ModelsConfig) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
         if models.threads:
             torch.set_num_threads(models.threads)
         try:
@@ -41,7 +72,14 @@ class Embedder:
 
     @property
     def max_tokens(self) -> int:
-        return int(self._model.max_seq_length)
+        return self._onnx.max_tokens if self._onnx is not None else int(self._model.max_seq_length)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model reads them (special tokens included), before truncation."""
+        if self._onnx is not None:
+            return self._onnx.token_counts(texts)
+        ids = self._model.tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([self.query_prefix + t for t in texts])
@@ -60,6 +98,8 @@ class Embedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts)
         vectors = self._model.encode(
             texts,
             batch_size=self.batch_size,
@@ -68,3 +108,13 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _max_seq_length(folder: Path) -> int:
+    """The input length sentence-transformers would use for this folder (its sentence_bert_config.json)."""
+    try:
+        return int(json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"{folder} has no readable sentence_bert_config.json ({exc}). Run `python -m rag models`."
+        ) from exc

@@ -22,6 +22,7 @@ from . import aliases, store
 from .chunking import chunk_spans
 from .config import Config
 from .documents import discover, display_name, load_document
+from .embeddings import backend_fingerprint
 from .errors import ConfigError, DocumentSkipped, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
 from .models import model_fingerprint, resolve_embedding_model
@@ -49,8 +50,8 @@ def embedding_text(doc: Document, passage_text: str) -> str:
 
 
 def configured_model_fingerprint(cfg: Config) -> str:
-    """Which embedding model the config names, without loading it."""
-    return model_fingerprint(resolve_embedding_model(cfg.models))
+    """Which embedding model (and backend) the config names, without loading it."""
+    return backend_fingerprint(model_fingerprint(resolve_embedding_model(cfg.models)), cfg.models.backend)
 
 
 def index_settings(cfg: Config, fingerprint: str) -> dict:

@@ -12,6 +12,8 @@ Each prepared folder holds a `SHA256SUMS` file (check it by hand with `sha256sum
 of the size and mtime each file had when it was verified, so a second `prepare_models` is a few `stat` calls.
 
 This module must stay importable without torch, sentence-transformers or llama-cpp: it only needs numpy.
+With `[models] backend` set to an ONNX variant, preparing the embedding model also exports it to ONNX
+(onnx_export.py, which imports torch and onnxruntime only when it runs).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import onnx_export
 from .errors import ModelError
 
 FIX = "python -m rag models"
@@ -805,14 +808,51 @@ def _prepare_chat(cache_dir: Path, model: ChatModel, verify: bool, log: Callable
     return target
 
 
+def onnx_folder(cache_dir: Path, backend: str) -> Path:
+    """Where the ONNX graph of the catalogue embedding model for `backend` ("onnx" or "onnx-int8") is kept."""
+    return Path(cache_dir).expanduser() / f"{EMBEDDING.name}-{backend}"
+
+
+def _prepare_onnx(cache_dir: Path, backend: str, verify: bool, log: Callable[[str], None]) -> Path:
+    """The ONNX graph for `backend`, exported from the prepared embedding folder (onnx_export.py) when missing,
+    damaged or made from another source model. Needs torch and onnxruntime, no network."""
+    source = cache_dir / EMBEDDING.name
+    folder = onnx_folder(cache_dir, backend)
+    stamp = onnx_export.recipe(backend, model_fingerprint(str(source)))
+    reason = check_folder(folder, stamp, {}, full=verify)
+    if reason is None:
+        log(f"{folder.name}: ready ({'verified' if verify else 'checked'}) at {folder}")
+        return folder
+    log(f"{folder.name}: {reason}; building it from {source.name}")
+    _remove_leftovers(cache_dir, f".staging-{folder.name}-*")
+    _remove_leftovers(cache_dir, f".old-{folder.name}-*")
+    staged = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".staging-{folder.name}-"))
+    try:
+        onnx_export.build(source, backend, staged, log)
+        record_checksums(staged, stamp)
+        _normal_permissions(staged)
+        _install_folder(staged, folder)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    log(f"{folder.name}: ready at {folder}")
+    return folder
+
+
 def prepare_models(
-    cache_dir: Path, names: list[str], *, verify: bool = False, log: Callable[[str], None] = print
+    cache_dir: Path,
+    names: list[str],
+    *,
+    verify: bool = False,
+    log: Callable[[str], None] = print,
+    backend: str = "torch",
 ) -> dict[str, Path]:
     """Make the named models ready in `cache_dir`, fetching and converting only what is missing or damaged.
 
     `names` are catalogue names or aliases (embedding, test, fast, quality). Returns {name as given: path}:
     the sentence-transformers folder for the embedding model, the .gguf file for a chat model. A model
     already prepared costs a few stat calls; `verify=True` re-hashes every file and re-prepares damaged ones.
+    With an ONNX `backend` ([models] backend), preparing the embedding model also builds its ONNX graph.
     """
     cache_dir = Path(cache_dir).expanduser()
     wanted = [(name, canonical_name(name)) for name in names]  # reject typos before any download
@@ -822,6 +862,8 @@ def prepare_models(
         with _locked(cache_dir, canonical):
             if canonical == EMBEDDING.name:
                 prepared[name] = _prepare_embedding(cache_dir, EMBEDDING, verify, log)
+                if backend != "torch":
+                    _prepare_onnx(cache_dir, backend, verify, log)
             else:
                 prepared[name] = _prepare_chat(cache_dir, CHAT_MODELS[canonical], verify, log)
     return prepared
@@ -887,6 +929,27 @@ def resolve_embedding_model(models_cfg) -> str:
         f"with `{FIX}`; (2) the path of a sentence-transformers folder; (3) the name of a model already "
         "downloaded to the Hugging Face cache (this program never downloads at run time)."
     )
+
+
+def resolve_onnx_model(models_cfg) -> Path:
+    """The ONNX graph file for `[models] backend` (run time, offline). Only the catalogue embedding model has
+    one: it is exported from the prepared folder by `python -m rag models`."""
+    backend = models_cfg.backend
+    if not _is_catalogued(models_cfg.embedding) or canonical_name(models_cfg.embedding) != EMBEDDING.name:
+        raise ModelError(
+            f'[models] backend = "{backend}" runs the catalogue model {EMBEDDING.name} only; for '
+            f'[models] embedding = {models_cfg.embedding!r} set backend = "torch".'
+        )
+    resolve_embedding_model(models_cfg)  # the source folder must be sound too: its tokenizer is read from it
+    folder = onnx_folder(models_cfg.cache, backend)
+    source = Path(models_cfg.cache) / EMBEDDING.name
+    reason = _load_check(folder, onnx_export.recipe(backend, model_fingerprint(str(source))))
+    if reason is not None:
+        raise ModelError(
+            f"The {backend} embedding graph in {folder} is {reason}. Run `{FIX}` to build it "
+            '(about two minutes), or set [models] backend = "torch" in config.toml.'
+        )
+    return folder / onnx_export.MODEL_FILE
 
 
 def _check_chat_file(model: ChatModel, path: Path) -> str | None:

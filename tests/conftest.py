@@ -53,7 +53,7 @@ def real_assistant_factory(tmp_path_factory):
     from rag.models import prepare_models
 
     cfg = rag.load_config()
-    prepare_models(cfg.models.cache, ["embedding"])
+    prepare_models(cfg.models.cache, ["embedding"], backend=cfg.models.backend)
     embedder = Embedder(cfg.models)
 
     def make(corpus_dir: Path = SEEDS, index_dir: Path | None = None, **sections) -> rag.Assistant:

@@ -1,0 +1,146 @@
+"""Setup only: export the prepared e5 folder to ONNX (fp32) and quantise it to int8, offline, then check it.
+
+`torch.onnx.export` writes the transformer's graph from the weights already on disk, and
+`onnxruntime.quantization.quantize_dynamic` stores its matrix weights as int8 (activations are quantised on the
+fly, so no calibration data is needed). sentence-transformers' own ONNX backend would need `optimum`, whose
+releases pin transformers below 5 and so break sentence-transformers 6; these two calls need nothing else.
+
+The result is checked like every other model file (SHA256SUMS and a stamp, see models.py) and, before it is
+installed, against the PyTorch model it came from: on AGREEMENT_TEXTS (news sentences in az, ru and en) the
+mean cosine between the two models' vectors must reach MIN_AGREEMENT for its variant. Measured on 120 NTREX
+passages (40 per language, 600 characters): fp32 mean 0.9999, int8 mean 0.984 (lowest 0.979), so a graph below
+these floors is broken, not merely quantised. Retrieval with each backend is measured in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+EXPORT_VERSION = 1
+OPSET = 17
+VARIANTS = ("onnx", "onnx-int8")
+MODEL_FILE = "model.onnx"
+# Floors for the mean and the lowest cosine to the PyTorch vectors (see the module docstring for the measurements).
+MIN_AGREEMENT = {"onnx": (0.999, 0.99), "onnx-int8": (0.97, 0.95)}
+
+AGREEMENT_TEXTS = (
+    "passage: Azərbaycan və Özbəkistan xarici işlər nazirlikləri arasında siyasi məsləhətləşmələr keçirilib.",
+    "passage: Nazir bölgədə yaranmış yeni reallıqlar və bərpa işləri barədə məlumat verib.",
+    "passage: Prezident telefon söhbətində mülki əhalinin təhlükəsizliyinin təmin edildiyini bildirib.",
+    "passage: Zəlzələdən sonra xilasedicilər dağılmış binaların altında sağ qalanları axtarırlar.",
+    "passage: Министр иностранных дел встретился с коллегой на полях Генеральной Ассамблеи ООН.",
+    "passage: Стороны обсудили сотрудничество в экономической и гуманитарной сферах.",
+    "passage: Число погибших после землетрясения и цунами превысило восемьсот человек.",
+    "passage: Сборная Европы выиграла Кубок Райдера, опередив американцев на десять очков.",
+    "passage: The foreign minister met ambassadors of the member states accredited in the country.",
+    "passage: The Senate committee postponed the vote on the nomination until the investigation ends.",
+    "passage: Rescue teams searched collapsed buildings for survivors after the earthquake.",
+    "query: What did Uzbekistan say about territorial integrity?",
+    "query: Когда состоялись политические консультации?",
+    "query: Bayramov kimlə görüşüb?",
+)
+
+
+def recipe(variant: str, source_fingerprint: str) -> str:
+    """The stamp of a prepared ONNX folder: which export, which variant, from which source model."""
+    return f"onnx-export v{EXPORT_VERSION} {variant} from {source_fingerprint}"
+
+
+def build(source: Path, variant: str, out_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
+    """Write `out_dir`/model.onnx for `variant` from the sentence-transformers folder `source`, check its
+    agreement with the PyTorch model, and return the measured agreement (mean and lowest cosine)."""
+    if variant not in VARIANTS:
+        raise ModelError(f"Unknown ONNX variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".onnx-work-") as work:
+        fp32 = Path(work) / MODEL_FILE
+        started = time.perf_counter()
+        _export(source, fp32)
+        log(f"  exported to ONNX in {time.perf_counter() - started:.1f} s")
+        if variant == "onnx-int8":
+            started = time.perf_counter()
+            _quantize(fp32, out_dir / MODEL_FILE)
+            log(f"  quantised to int8 in {time.perf_counter() - started:.1f} s")
+        else:
+            shutil.move(str(fp32), out_dir / MODEL_FILE)
+    agreement = check_agreement(source, out_dir / MODEL_FILE, variant)
+    log(f"  agreement with the PyTorch model: mean cosine {agreement['mean']:.4f}, lowest {agreement['min']:.4f}")
+    return agreement
+
+
+def _export(source: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source), local_files_only=True).eval()
+
+    class TokenVectors(torch.nn.Module):
+        """The transformer with the two inputs e5 needs, returning the token vectors that pooling averages."""
+
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
+    axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_vectors")}
+    # The tracer warns about Python conditions in the attention code that it records as constants; they depend
+    # only on the inputs' shapes, which stay symbolic here (dynamic axes), so the warnings are noise to a user.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            TokenVectors(model),
+            example,
+            str(target),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["token_vectors"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, not installed
+        )
+
+
+def _quantize(source: Path, target: Path) -> None:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # quantize_dynamic logs a suggestion to run its pre-processing first; that step only adds shape information
+    # and changed nothing measurable here, so the warning is noise to a user preparing the model.
+    logging.getLogger().setLevel(logging.ERROR)
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def check_agreement(source: Path, model_file: Path, variant: str) -> dict[str, float]:
+    """Cosines between the PyTorch model's vectors and the ONNX graph's on AGREEMENT_TEXTS; ModelError when
+    they fall below the variant's floors."""
+    from sentence_transformers import SentenceTransformer
+
+    from .onnx_encoder import OnnxEncoder
+
+    reference = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    expected = reference.encode(list(AGREEMENT_TEXTS), normalize_embeddings=True, convert_to_numpy=True)
+    encoder = OnnxEncoder(
+        model_file, source / "tokenizer.json", max_tokens=int(reference.max_seq_length), threads=0, batch_size=8
+    )
+    cosines = (encoder.encode(list(AGREEMENT_TEXTS)) * expected).sum(axis=1)
+    mean, lowest = float(np.mean(cosines)), float(np.min(cosines))
+    floor_mean, floor_min = MIN_AGREEMENT[variant]
+    if mean < floor_mean or lowest < floor_min:
+        raise ModelError(
+            f"The {variant} export of {source.name} disagrees with the PyTorch model (mean cosine {mean:.4f}, "
+            f"lowest {lowest:.4f}; at least {floor_mean} and {floor_min} are expected). Set [models] backend = "
+            '"torch" in config.toml, and report this with your torch and onnxruntime versions.'
+        )
+    return {"mean": mean, "min": lowest}

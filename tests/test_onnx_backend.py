@@ -1,0 +1,95 @@
+"""The ONNX Runtime backends of the embedding model: configuration, fingerprints, and (with the real model)
+agreement with PyTorch, search quality and the index's refusal to mix backends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import rag
+from rag.assistant import _backend_of
+from rag.embeddings import backend_fingerprint
+from rag.errors import ConfigError, ModelError
+from rag.models import resolve_onnx_model
+from tests.conftest import EVAL, SEEDS
+
+
+def test_backend_must_be_one_of_three():
+    with pytest.raises(ConfigError, match='backend must be "torch", "onnx" or "onnx-int8"'):
+        rag.load_config({"models": {"backend": "int8"}})
+    assert rag.load_config({"models": {"backend": "onnx-int8"}}).models.backend == "onnx-int8"
+
+
+def test_the_backend_is_part_of_the_fingerprint_an_index_records():
+    assert backend_fingerprint("sha256:abc", "torch") == "sha256:abc"
+    assert backend_fingerprint("sha256:abc", "onnx-int8") == "sha256:abc+onnx-int8"
+    assert _backend_of("sha256:abc+onnx-int8") == "onnx-int8"
+    assert _backend_of("sha256:abc") == "torch"
+    assert _backend_of(None) == "torch"
+
+
+def test_onnx_backend_refuses_a_model_it_cannot_export(tmp_path):
+    cfg = rag.load_config({"models": {"backend": "onnx", "embedding": str(tmp_path)}})
+    with pytest.raises(ModelError, match='set backend = "torch"'):
+        resolve_onnx_model(cfg.models)
+
+
+def test_an_unprepared_onnx_graph_names_the_command_that_builds_it(tmp_path):
+    cfg = rag.load_config({"models": {"backend": "onnx-int8", "cache_dir": str(tmp_path)}})
+    with pytest.raises(ModelError, match="python -m rag models"):
+        resolve_onnx_model(cfg.models)
+
+
+# -- with the real model ---------------------------------------------------------------------------------------
+
+DEV = [json.loads(line) for line in (EVAL / "seeds_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def embedders():
+    from rag.embeddings import Embedder
+    from rag.models import prepare_models
+
+    cfg = rag.load_config()
+    prepare_models(cfg.models.cache, ["embedding"], backend="onnx-int8", log=lambda _: None)
+    return {backend: Embedder(replace(cfg.models, backend=backend)) for backend in ("torch", "onnx-int8")}
+
+
+@pytest.mark.model
+def test_int8_vectors_agree_with_torch_on_every_seed_language(embedders):
+    passages = [p.read_text(encoding="utf-8")[:600] for p in sorted(SEEDS.glob("*.txt"))]
+    torch_vectors = embedders["torch"].encode_passages(passages)
+    int8_vectors = embedders["onnx-int8"].encode_passages(passages)
+    cosines = (torch_vectors * int8_vectors).sum(axis=1)
+    assert cosines.min() >= 0.95 and cosines.mean() >= 0.97, cosines
+    queries = [item["q"] for item in DEV]
+    agreement = (embedders["torch"].encode_queries(queries) * embedders["onnx-int8"].encode_queries(queries)).sum(1)
+    assert agreement.min() >= 0.95, agreement
+    assert np.allclose(np.linalg.norm(int8_vectors, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.model
+def test_int8_search_ranks_the_dev_answers_like_torch(embedders, tmp_path):
+    hits_at_1 = {}
+    for backend, embedder in embedders.items():
+        cfg = rag.load_config({"corpus": {"path": str(SEEDS)}, "index": {"path": str(tmp_path / backend)}})
+        assistant = rag.Assistant(replace(cfg, models=replace(cfg.models, backend=backend)), embedder=embedder)
+        assistant.build_index()
+        answerable = [item for item in DEV if item["gold"]]
+        firsts = [assistant.search(item["q"], k=5)[0].source in item["gold"] for item in answerable]
+        tops = [any(h.source in item["gold"] for h in assistant.search(item["q"], k=5)) for item in answerable]
+        assert all(tops), backend
+        hits_at_1[backend] = sum(firsts)
+    assert hits_at_1["onnx-int8"] >= hits_at_1["torch"] - 1, hits_at_1
+
+
+@pytest.mark.model
+def test_an_index_built_with_torch_is_not_searched_with_int8(embedders, tmp_path):
+    cfg = rag.load_config({"corpus": {"path": str(SEEDS)}, "index": {"path": str(tmp_path / "index")}})
+    rag.Assistant(cfg, embedder=embedders["torch"]).build_index()
+    int8 = rag.Assistant(replace(cfg, models=replace(cfg.models, backend="onnx-int8")), embedder=embedders["onnx-int8"])
+    with pytest.raises(rag.IndexMismatchError, match="onnx-int8"):
+        int8.search("Bayramov", k=1)
