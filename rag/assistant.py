@@ -361,5 +361,5 @@ def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:
 
 
 def _backend_of(fingerprint: str | None) -> str:
-    """The backend an index's model fingerprint records (embeddings.backend_fingerprint)."""
-    return fingerprint.rsplit("+", 1)[1] if fingerprint and "+" in fingerprint else "torch"
+    """The weights an index's model fingerprint records (embeddings.backend_fingerprint): int8 or fp32."""
+    return fingerprint.rsplit("+", 1)[1] if fingerprint and "+" in fingerprint else "fp32: torch or onnx"

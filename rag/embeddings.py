@@ -4,9 +4,10 @@ Queries and passages are encoded differently on purpose: e5 was trained with "qu
 prefixes, and leaving them out costs retrieval quality.
 
 `[models] backend` picks what runs the model: "torch" (sentence-transformers, the only place it and torch are
-imported) or an ONNX graph of the same model exported at setup ("onnx", "onnx-int8"; onnx_encoder.py). The
-vectors differ slightly between backends, so the backend is part of the model's fingerprint and an index built
-with one is not searched with another.
+imported) or an ONNX graph of the same model exported at setup ("onnx", "onnx-int8"; onnx_encoder.py). The fp32
+graph computes the same vectors as PyTorch (mean cosine 0.99999, identical rankings in bench/RESULTS.md), so an
+index moves between "torch" and "onnx" freely; int8 weights change the vectors, so "onnx-int8" is part of the
+model's fingerprint and an index built with it is not searched with fp32 vectors, nor the reverse.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .models import model_fingerprint, resolve_embedding_model, resolve_onnx_mod
 
 
 def backend_fingerprint(model_fingerprint_: str, backend: str) -> str:
-    """The fingerprint an index records: the model's, plus the backend when it is not PyTorch."""
-    return model_fingerprint_ if backend == "torch" else f"{model_fingerprint_}+{backend}"
+    """The fingerprint an index records: the model's, plus the backend when its vectors differ from fp32."""
+    return f"{model_fingerprint_}+{backend}" if backend == "onnx-int8" else model_fingerprint_
 
 
 class Embedder:

@@ -24,11 +24,13 @@ def test_backend_must_be_one_of_three():
 
 
 def test_the_backend_is_part_of_the_fingerprint_an_index_records():
+    # fp32 ONNX computes PyTorch's vectors (see test_fp32_onnx_vectors_are_torchs): one fingerprint for both.
     assert backend_fingerprint("sha256:abc", "torch") == "sha256:abc"
+    assert backend_fingerprint("sha256:abc", "onnx") == "sha256:abc"
     assert backend_fingerprint("sha256:abc", "onnx-int8") == "sha256:abc+onnx-int8"
     assert _backend_of("sha256:abc+onnx-int8") == "onnx-int8"
-    assert _backend_of("sha256:abc") == "torch"
-    assert _backend_of(None) == "torch"
+    assert _backend_of("sha256:abc").startswith("fp32")
+    assert _backend_of(None).startswith("fp32")
 
 
 def test_onnx_backend_refuses_a_model_it_cannot_export(tmp_path):
@@ -48,14 +50,27 @@ def test_an_unprepared_onnx_graph_names_the_command_that_builds_it(tmp_path):
 DEV = [json.loads(line) for line in (EVAL / "seeds_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]
 
 
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
 @pytest.fixture(scope="module")
 def embedders():
     from rag.embeddings import Embedder
     from rag.models import prepare_models
 
     cfg = rag.load_config()
-    prepare_models(cfg.models.cache, ["embedding"], backend="onnx-int8", log=lambda _: None)
-    return {backend: Embedder(replace(cfg.models, backend=backend)) for backend in ("torch", "onnx-int8")}
+    for backend in BACKENDS[1:]:
+        prepare_models(cfg.models.cache, ["embedding"], backend=backend, log=lambda _: None)
+    return {backend: Embedder(replace(cfg.models, backend=backend)) for backend in BACKENDS}
+
+
+@pytest.mark.model
+def test_fp32_onnx_vectors_are_torchs(embedders):
+    """What lets "torch" and "onnx" share an index: the same vectors, to float rounding."""
+    texts = [p.read_text(encoding="utf-8")[:600] for p in sorted(SEEDS.glob("*.txt"))]
+    cosines = (embedders["torch"].encode_passages(texts) * embedders["onnx"].encode_passages(texts)).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines
+    assert embedders["torch"].fingerprint == embedders["onnx"].fingerprint
 
 
 @pytest.mark.model
@@ -74,7 +89,8 @@ def test_int8_vectors_agree_with_torch_on_every_seed_language(embedders):
 @pytest.mark.model
 def test_int8_search_ranks_the_dev_answers_like_torch(embedders, tmp_path):
     hits_at_1 = {}
-    for backend, embedder in embedders.items():
+    for backend in ("torch", "onnx-int8"):
+        embedder = embedders[backend]
         cfg = rag.load_config({"corpus": {"path": str(SEEDS)}, "index": {"path": str(tmp_path / backend)}})
         assistant = rag.Assistant(replace(cfg, models=replace(cfg.models, backend=backend)), embedder=embedder)
         assistant.build_index()
