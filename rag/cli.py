@@ -6,6 +6,7 @@
     python -m rag eval FILE [--model ...] [--limit N] [--report PATH]
     python -m rag models [NAME ...] [--verify]
     python -m rag stats [--json]
+    python -m rag serve [--host 127.0.0.1] [--port 8000] [--collection NAME=CONFIG ...] [--api-key KEY]
 
 Every command takes --config FILE. Errors end with one line on stderr and a non-zero exit code.
 """
@@ -70,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("stats", parents=[common], help="what the index holds")
     p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = commands.add_parser("serve", parents=[common], help="an OpenAI-compatible HTTP API (rag/server.py)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--collection",
+        action="append",
+        default=[],
+        metavar="NAME=CONFIG",
+        help="a collection served as model NAME, from config file CONFIG (repeatable; default: the --config one, "
+        "named after its corpus folder)",
+    )
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $RAG_API_KEY)")
     return parser
 
 
@@ -201,6 +215,31 @@ def _stats(cfg, args) -> int:
     return 0
 
 
+def _serve(cfg, args) -> int:
+    import os
+    from pathlib import Path
+
+    from .server import check_binding, serve
+
+    api_key = args.api_key or os.environ.get("RAG_API_KEY") or None
+    check_binding(args.host, api_key)  # before any model loads: a refused address fails at once
+    collections = {}
+    for spec in args.collection:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise RagError(f"--collection {spec!r}: expected NAME=CONFIG, e.g. --collection news=config.toml.")
+        if name in collections:
+            raise RagError(f"--collection {name!r} is given twice; each collection needs its own name.")
+        collections[name.strip()] = Assistant(load_config(path.strip()))
+    if not collections:
+        collections[Path(cfg.corpus.path).name or "default"] = Assistant(cfg)
+    for name, assistant in collections.items():
+        assistant.index()  # a missing or mismatched index is said now, not at the first request
+        print(f"collection {name!r}: {assistant.config.corpus.path}", file=sys.stderr)
+    serve(collections, args.host, args.port, api_key)
+    return 0
+
+
 _COMMANDS = {
     "index": _index,
     "search": _search,
@@ -208,6 +247,7 @@ _COMMANDS = {
     "eval": _eval,
     "models": _models,
     "stats": _stats,
+    "serve": _serve,
 }
 
 if __name__ == "__main__":

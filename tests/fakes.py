@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import numpy as np
@@ -47,3 +48,19 @@ class FakeEmbedder:
         if progress:
             progress(len(texts))
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+class ScriptedGenerator:
+    """A chat model whose reply is decided by the test: a fixed string, or a function of the prompt."""
+
+    name = "scripted"
+    queue_length = 0
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.prompts: list[list[dict]] = []
+
+    def chat(self, messages, *, max_tokens, temperature=0.0, stop=None, cancel=None):
+        self.prompts.append(messages)
+        text = self.reply(messages) if callable(self.reply) else self.reply
+        yield from re.findall(r"\S+\s*", text)

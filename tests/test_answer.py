@@ -14,26 +14,11 @@ import pytest
 import rag
 from rag.prompts import EXTRACTIVE_INTRO, REFUSAL
 from tests.conftest import SEEDS
+from tests.fakes import ScriptedGenerator
 
 pytestmark = pytest.mark.model
 
 UZBEKISTAN = "What did Uzbekistan say about territorial integrity?"
-
-
-class ScriptedGenerator:
-    """A chat model whose reply is decided by the test: a fixed string, or a function of the prompt."""
-
-    name = "scripted"
-    queue_length = 0
-
-    def __init__(self, reply):
-        self.reply = reply
-        self.prompts: list[list[dict]] = []
-
-    def chat(self, messages, *, max_tokens, temperature=0.0, stop=None, cancel=None):
-        self.prompts.append(messages)
-        text = self.reply(messages) if callable(self.reply) else self.reply
-        yield from re.findall(r"\S+\s*", text)
 
 
 @pytest.fixture(scope="module")
