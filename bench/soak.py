@@ -1,4 +1,5 @@
-"""Soak: 8 threads calling `rag.answer` for 2 minutes, then 4 HTTP clients of the app for 2 minutes.
+"""Soak: 8 threads calling `rag.answer` for 2 minutes, then 4 HTTP clients of the app, then 4 clients of the
+OpenAI-compatible API (`python -m rag serve`), 2 minutes each.
 
     .venv/bin/python bench/soak.py                         # 120 s per phase, chat model "fast"
     .venv/bin/python bench/soak.py --duration 600 --model quality
@@ -14,10 +15,11 @@ questions in turn, and every answer, of the warm-up too, is checked:
 - errors: calls that raised (in-process) or requests that failed (HTTP);
 - malformed: an Answer whose citations do not point at their passages with exact offsets, a refusal without the
   refusal phrase of its language, a marker without a source; over HTTP, a reply that is not a final answer, or
-  whose Markdown differs from the in-process reference;
+  whose Markdown differs from the in-process reference; from the API, a reply that is not an OpenAI chat
+  completion, or whose content and citations differ from the reference;
 - identical: at temperature 0 every answer to a question must equal its reference (timings aside);
 - memory: resident set size after warm-up, at the end, and the highest sampled each second, of this process
-  (threads) or of the app's process (HTTP); growth = end / after warm-up - 1 (target: under 10 %).
+  (threads) or of the app's or the API server's process (HTTP); growth = end / after warm-up - 1 (target: under 10 %).
 
 The chat model serves one answer at a time (one llama.cpp context behind a lock), so the callers queue for
 it: latency under load is about the number of callers waiting times the time of one answer. Refusals do not
@@ -376,6 +378,96 @@ def http_phase(
     return result
 
 
+def start_api(config_file: Path, work: Path) -> tuple[subprocess.Popen, str, Path]:
+    """`python -m rag serve` in its own process, on a free port; returns it once /health answers."""
+    port = free_port()
+    log_path = work / "api.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [sys.executable, "-m", "rag", "serve", "--config", str(config_file), "--port", str(port)]
+    with log_path.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        if process.poll() is not None:
+            raise SystemExit(f"rag serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url, log_path
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"rag serve did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
+
+
+def api_reply_problems(body: dict, question: str, expected: rag.Answer) -> tuple[list[str], bool]:
+    """What is wrong with a /v1/chat/completions reply, and whether it is exactly the reference answer."""
+    try:
+        content = body["choices"][0]["message"]["content"]
+        citations, refused = body["citations"], body["refused"]
+    except (KeyError, IndexError, TypeError) as exc:
+        return [f"not an OpenAI chat completion ({type(exc).__name__}: {exc})"], False
+    problems = []
+    if refused != expected.refused:
+        problems.append(f"refused is {refused}, the reference {expected.refused}")
+    if refused and not content.startswith(REFUSAL[LANG[question]]):
+        problems.append("a refusal without the refusal phrase")
+    identical = content == expected.to_markdown().rstrip("\n") and citations == [
+        c.to_dict() for c in expected.citations
+    ]
+    return problems, identical
+
+
+def api_phase(config_file: Path, work: Path, clients: int, warmup: float, duration: float, reference: dict) -> dict:
+    """`clients` HTTP clients of `python -m rag serve` (the OpenAI-compatible API) in its own process."""
+    import httpx
+
+    process, url, log_path = start_api(config_file, work)
+    model = httpx.get(url + "/v1/models", timeout=10).json()["data"][0]["id"]
+
+    def ask(question: str, tally: Tally) -> None:
+        started = time.perf_counter()
+        try:
+            reply = httpx.post(
+                url + "/v1/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": question}]},
+                timeout=600,
+            )
+            reply.raise_for_status()
+            body = reply.json()
+        except Exception as exc:  # noqa: BLE001 - every failed request is counted and reported
+            tally.error(question, exc)
+            return
+        seconds = time.perf_counter() - started
+        problems, identical = api_reply_problems(body, question, reference[question])
+        tally.record(seconds, reference[question].refused, problems, identical, question)
+
+    try:
+        warm = Tally()
+        run_callers(1, None, lambda q: ask(q, warm), rounds=len(QUESTIONS))
+        run_callers(clients, time.monotonic() + warmup, lambda q: ask(q, warm))
+        warm_mb = rss_mb(process.pid)
+        log(f"api: warm-up done ({warm.count} answers, {len(warm.errors)} errors), server RSS {warm_mb:.0f} MB")
+        tally = Tally()
+        with RssSampler(process.pid) as sampler:
+            wall = run_callers(clients, time.monotonic() + duration, lambda q: ask(q, tally))
+        result = summarise(f"{clients} clients of the API", clients, tally, wall, sampler, warm_mb, duration)
+        result["warmup"] = warmup_summary(warm)
+        result["app_alive"] = process.poll() is None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if result["errors"]:
+        result["app_log_tail"] = log_path.read_text()[-2000:]
+    return result
+
+
 # -- the run --------------------------------------------------------------------------------------------------
 
 
@@ -501,12 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="fast", help='chat model: "fast" (default), "quality", "test", a .gguf')
     parser.add_argument("--threads", type=int, default=8, help="in-process callers of rag.answer")
     parser.add_argument("--clients", type=int, default=4, help="HTTP clients of the app")
-    parser.add_argument("--phases", default="threads,http", help="which phases, comma-separated")
+    parser.add_argument("--phases", default="threads,http,api", help="which phases, comma-separated")
     parser.add_argument("--no-results", action="store_true", help="do not touch bench/RESULTS.md")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if not set(phases) <= {"threads", "http"}:
-        parser.error("--phases takes threads, http or both")
+    if not set(phases) <= {"threads", "http", "api"}:
+        parser.error("--phases takes threads, http and api, comma-separated")
     started = time.monotonic()
     load_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="rag-soak-"))
@@ -523,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         if "http" in phases:
             log(f"http: {args.clients} clients for {args.duration:.0f} s")
             results.append(http_phase(cfg, config_file, work, args.clients, args.warmup, args.duration, reference))
+        if "api" in phases:
+            log(f"api: {args.clients} clients of the OpenAI-compatible API for {args.duration:.0f} s")
+            results.append(api_phase(config_file, work, args.clients, args.warmup, args.duration, reference))
         generator = rag.get_assistant(cfg).generator()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -536,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             ("--model", args.model, "fast"),
             ("--threads", str(args.threads), "8"),
             ("--clients", str(args.clients), "4"),
-            ("--phases", ",".join(phases), "threads,http"),
+            ("--phases", ",".join(phases), "threads,http,api"),
         )
         if value != default
     )
