@@ -307,36 +307,67 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(config_file: Path, work: Path) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log_path = work / "app.log"
+def start_server(name: str, command: list[str], ready_url: str, work: Path) -> tuple[subprocess.Popen, Path]:
+    """Start a server process (the app, or the API) and return it once `ready_url` answers 200."""
+    log_path = work / f"{name}.log"
     env = dict(os.environ, GRADIO_TEMP_DIR=str(work / "gradio-tmp"), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, str(ROOT / "app.py"), "--config", str(config_file), "--port", str(port)]
     with log_path.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
     started = time.monotonic()
     while time.monotonic() - started < 300:
         if process.poll() is not None:
-            raise SystemExit(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise SystemExit(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(ready_url, timeout=2) as response:
                 if response.status == 200:
-                    return process, url, log_path
+                    return process, log_path
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.5)
     process.kill()
-    raise SystemExit(f"app.py did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
+    raise SystemExit(f"{name} did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
+
+
+def served_phase(
+    label: str, server: tuple[subprocess.Popen, Path], ask, clients: int, warmup: float, duration: float
+) -> dict:
+    """`clients` callers of `ask(question, tally)` against a server process, whose memory is measured; the
+    process is stopped at the end, whatever happened."""
+    process, log_path = server
+    try:
+        warm = Tally()
+        run_callers(1, None, lambda q: ask(q, warm), rounds=len(QUESTIONS))  # the models load, every question once
+        run_callers(clients, time.monotonic() + warmup, lambda q: ask(q, warm))
+        warm_mb = rss_mb(process.pid)
+        log(f"{label}: warm-up done ({warm.count} answers, {len(warm.errors)} errors), server RSS {warm_mb:.0f} MB")
+        tally = Tally()
+        with RssSampler(process.pid) as sampler:
+            wall = run_callers(clients, time.monotonic() + duration, lambda q: ask(q, tally))
+        result = summarise(label, clients, tally, wall, sampler, warm_mb, duration)
+        result["warmup"] = warmup_summary(warm)
+        result["app_alive"] = process.poll() is None
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if result["errors"]:
+        result["app_log_tail"] = log_path.read_text()[-2000:]
+    return result
 
 
 def http_phase(
     cfg: rag.Config, config_file: Path, work: Path, clients: int, warmup: float, duration: float, reference: dict
 ) -> dict:
-    """`clients` gradio_client clients of app.py running in its own process; its memory is measured."""
+    """`clients` gradio_client clients of app.py running in its own process."""
     from gradio_client import Client
 
-    process, url, log_path = start_app(config_file, work)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, str(ROOT / "app.py"), "--config", str(config_file), "--port", str(port)]
+    server = start_server("app.py", command, url, work)
     local = threading.local()
     k = cfg.answer.passages
 
@@ -354,52 +385,7 @@ def http_phase(
         problems, identical = reply_problems(result, question, reference[question])
         tally.record(seconds, reference[question].refused, problems, identical, question)
 
-    try:
-        warm = Tally()
-        run_callers(1, None, lambda q: ask(q, warm), rounds=len(QUESTIONS))  # the models load, every question once
-        run_callers(clients, time.monotonic() + warmup, lambda q: ask(q, warm))
-        warm_mb = rss_mb(process.pid)
-        log(f"http: warm-up done ({warm.count} answers, {len(warm.errors)} errors), app RSS {warm_mb:.0f} MB")
-        tally = Tally()
-        with RssSampler(process.pid) as sampler:
-            wall = run_callers(clients, time.monotonic() + duration, lambda q: ask(q, tally))
-        result = summarise(f"{clients} HTTP clients of app.py", clients, tally, wall, sampler, warm_mb, duration)
-        result["warmup"] = warmup_summary(warm)
-        result["app_alive"] = process.poll() is None
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if result["errors"]:
-        result["app_log_tail"] = log_path.read_text()[-2000:]
-    return result
-
-
-def start_api(config_file: Path, work: Path) -> tuple[subprocess.Popen, str, Path]:
-    """`python -m rag serve` in its own process, on a free port; returns it once /health answers."""
-    port = free_port()
-    log_path = work / "api.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, "-m", "rag", "serve", "--config", str(config_file), "--port", str(port)]
-    with log_path.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    while time.monotonic() - started < 300:
-        if process.poll() is not None:
-            raise SystemExit(f"rag serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, url, log_path
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"rag serve did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
+    return served_phase(f"{clients} HTTP clients of app.py", server, ask, clients, warmup, duration)
 
 
 def api_reply_problems(body: dict, question: str, expected: rag.Answer) -> tuple[list[str], bool]:
@@ -424,15 +410,17 @@ def api_phase(config_file: Path, work: Path, clients: int, warmup: float, durati
     """`clients` HTTP clients of `python -m rag serve` (the OpenAI-compatible API) in its own process."""
     import httpx
 
-    process, url, log_path = start_api(config_file, work)
-    model = httpx.get(url + "/v1/models", timeout=10).json()["data"][0]["id"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "rag", "serve", "--config", str(config_file), "--port", str(port)]
+    server = start_server("rag serve", command, url + "/health", work)
 
     def ask(question: str, tally: Tally) -> None:
         started = time.perf_counter()
         try:
             reply = httpx.post(
                 url + "/v1/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": question}]},
+                json={"messages": [{"role": "user", "content": question}]},  # no model: the one collection
                 timeout=600,
             )
             reply.raise_for_status()
@@ -444,28 +432,7 @@ def api_phase(config_file: Path, work: Path, clients: int, warmup: float, durati
         problems, identical = api_reply_problems(body, question, reference[question])
         tally.record(seconds, reference[question].refused, problems, identical, question)
 
-    try:
-        warm = Tally()
-        run_callers(1, None, lambda q: ask(q, warm), rounds=len(QUESTIONS))
-        run_callers(clients, time.monotonic() + warmup, lambda q: ask(q, warm))
-        warm_mb = rss_mb(process.pid)
-        log(f"api: warm-up done ({warm.count} answers, {len(warm.errors)} errors), server RSS {warm_mb:.0f} MB")
-        tally = Tally()
-        with RssSampler(process.pid) as sampler:
-            wall = run_callers(clients, time.monotonic() + duration, lambda q: ask(q, tally))
-        result = summarise(f"{clients} clients of the API", clients, tally, wall, sampler, warm_mb, duration)
-        result["warmup"] = warmup_summary(warm)
-        result["app_alive"] = process.poll() is None
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if result["errors"]:
-        result["app_log_tail"] = log_path.read_text()[-2000:]
-    return result
+    return served_phase(f"{clients} clients of the API", server, ask, clients, warmup, duration)
 
 
 # -- the run --------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ SEEDS = ROOT / "seeds"
 if str(ROOT) not in sys.path:  # a `python -c` child process imports the shared fakes from the repository root
     sys.path.insert(0, str(ROOT))
 
-from tests.fakes import FakeEmbedder  # noqa: E402, F401 - re-exported for the tests and the child process
+from tests.fakes import FakeEmbedder, ScriptedGenerator  # noqa: E402, F401 - re-exported for the tests and the child process
 
 
 def mark(marker_file: str | None, stage: str) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from relfakes import ROOT, SEEDS, FakeEmbedder, make_config, seed_paragraphs
+from relfakes import ROOT, SEEDS, FakeEmbedder, ScriptedGenerator, make_config, seed_paragraphs
 
 import rag
 from rag import grounding
@@ -104,22 +104,7 @@ def _assert_clear_message(exc: BaseException, pattern: str) -> None:
     _assert_visible(message, "the error message")
 
 
-# -- the scripted models ---------------------------------------------------------------------------------------
-
-
-class ScriptedGenerator:
-    """A chat model whose reply is a function of the prompt (as in tests/test_answer.py); it records prompts."""
-
-    name = "scripted"
-    queue_length = 0
-
-    def __init__(self, reply):
-        self.reply = reply
-        self.prompts: list[list[dict]] = []
-
-    def chat(self, messages, *, max_tokens, temperature=0.0, stop=None, cancel=None):
-        self.prompts.append(messages)
-        yield from re.findall(r"\S+\s*", self.reply(messages))
+# -- the scripted models (ScriptedGenerator: tests/fakes.py) ------------------------------------------------------
 
 
 def _evidence_lines(messages: list[dict]) -> dict[int, str]:
