@@ -32,6 +32,7 @@ from pathlib import Path
 import question_sets  # bench/ is on sys.path when this file runs as a script
 from question_sets import QuestionSet, bench_config, metrics
 from results_file import publish
+from retrieval import DIRECTIONS, write_ntrex_corpus
 
 import rag
 from rag.chunking import chunk_spans
@@ -43,7 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 EVAL = question_sets.EVAL
 OUT = REPO / "bench" / "out"
 BACKENDS = ("torch", "onnx", "onnx-int8")
-DIRECTIONS = (("en", "az"), ("en", "ru"), ("ru", "az"), ("az", "ru"), ("az", "en"))
 REUTERS_ARTICLES = 1000
 LATENCY_QUESTIONS = 60
 
@@ -126,9 +126,7 @@ def one_backend(backend: str, work: Path) -> dict:
     result["ntrex_build"], result["directions"] = {}, {}
     for target in ("az", "ru", "en"):
         corpus, index = work / backend / f"ntrex-{target}", work / backend / f"ntrex-{target}-index"
-        corpus.mkdir(parents=True)
-        for n, row in enumerate(rows):
-            (corpus / f"{n:03d}.txt").write_text(row[target].split("\n", 1)[1], encoding="utf-8")
+        doc_of_source = write_ntrex_corpus(rows, target, corpus)
         target_cfg = bench_config(corpus, index)
         target_cfg = replace(target_cfg, models=models)
         assistant = rag.Assistant(target_cfg, embedder=embedder)
@@ -143,8 +141,8 @@ def one_backend(backend: str, work: Path) -> dict:
         }
         for source in [s for s, t in DIRECTIONS if t == target]:
             items = [
-                EvalItem(id=row["doc_id"], lang=source, question=row[f"title_{source}"], gold=[f"{n:03d}.txt"], keys=[])
-                for n, row in enumerate(rows)
+                EvalItem(id=row["doc_id"], lang=source, question=row[f"title_{source}"], gold=[name], keys=[])
+                for name, row in zip(doc_of_source, rows, strict=True)
             ]
             ranks = QuestionSet(f"{source}->{target}", items, target_cfg, embedder).ranks({})
             m = metrics(ranks)

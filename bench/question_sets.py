@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 import rag
 from rag.embeddings import Embedder
@@ -60,6 +61,7 @@ LANGUAGES = ("az", "ru", "en")
 
 
 def bench_config(corpus: Path, index: Path, **retrieval_settings: object) -> rag.Config:
+    """The built-in defaults (not ./config.toml, which a developer may have edited) with two folders."""
     sections: dict = {"corpus": {"path": str(corpus)}, "index": {"path": str(index)}}
     if retrieval_settings:
         sections["retrieval"] = retrieval_settings
@@ -118,20 +120,10 @@ def stories(articles_file: Path, corpus: dict[str, str], embedder: Embedder) -> 
             english[row["doc_id"]] = row["en"][:STORY_TEXT_CHARS]
     ids = sorted(english)
     vectors = embedder.encode_passages([english[i] for i in ids])
-    similar = vectors @ vectors.T >= STORY_MIN_COSINE
-    parent = list(range(len(ids)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*np.nonzero(np.triu(similar, k=1)), strict=True):
-        parent[root(int(i))] = root(int(j))
+    count, labels = connected_components(csr_matrix(vectors @ vectors.T >= STORY_MIN_COSINE), directed=False)
     groups: dict[int, list[str]] = {}
-    for i, doc_id in enumerate(ids):
-        groups.setdefault(root(i), []).append(doc_id)
+    for doc_id, label in zip(ids, labels, strict=True):
+        groups.setdefault(int(label), []).append(doc_id)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g))
 
 

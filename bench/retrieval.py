@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import question_sets  # bench/ is on sys.path when this file runs as a script
+from question_sets import bench_config
 from results_file import blocks
 
 import rag  # sets HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before any Hugging Face library is imported
@@ -294,14 +295,6 @@ def token_overflow(embedder: Embedder, texts: Sequence[str]) -> int:
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def bench_config(corpus: Path, index: Path, **retrieval_settings: object) -> rag.Config:
-    """The built-in defaults (not ./config.toml, which a developer may have edited) with two folders."""
-    sections = {"corpus": {"path": str(corpus)}, "index": {"path": str(index)}}
-    if retrieval_settings:
-        sections["retrieval"] = retrieval_settings
-    return rag.load_config(sections)
 
 
 # -- 1. NTREX with our pipeline ------------------------------------------------------------------------------

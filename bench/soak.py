@@ -328,6 +328,20 @@ def start_server(name: str, command: list[str], ready_url: str, work: Path) -> t
     raise SystemExit(f"{name} did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
 
 
+def checked_request(question: str, tally: Tally, expected: rag.Answer, request, check) -> None:
+    """Time `request(question)`, check its reply with `check(reply, question, expected)`, and record both; a
+    request that raises is counted as an error."""
+    started = time.perf_counter()
+    try:
+        reply = request(question)
+    except Exception as exc:  # noqa: BLE001 - every failed request is counted and reported
+        tally.error(question, exc)
+        return
+    seconds = time.perf_counter() - started
+    problems, identical = check(reply, question, expected)
+    tally.record(seconds, expected.refused, problems, identical, question)
+
+
 def served_phase(
     label: str, server: tuple[subprocess.Popen, Path], ask, clients: int, warmup: float, duration: float
 ) -> dict:
@@ -371,19 +385,14 @@ def http_phase(
     local = threading.local()
     k = cfg.answer.passages
 
-    def ask(question: str, tally: Tally) -> None:
+    def respond(question: str) -> tuple:
         if not hasattr(local, "client"):
             local.client = Client(url, verbose=False)
         local.client.reset_session()  # a new conversation, or the app would take the question as a follow-up
-        started = time.perf_counter()
-        try:
-            result = local.client.predict(question, [], "", k, "", "", "", "", api_name="/respond")
-        except Exception as exc:  # noqa: BLE001 - every failed request is counted and reported
-            tally.error(question, exc)
-            return
-        seconds = time.perf_counter() - started
-        problems, identical = reply_problems(result, question, reference[question])
-        tally.record(seconds, reference[question].refused, problems, identical, question)
+        return local.client.predict(question, [], "", k, "", "", "", "", api_name="/respond")
+
+    def ask(question: str, tally: Tally) -> None:
+        checked_request(question, tally, reference[question], respond, reply_problems)
 
     return served_phase(f"{clients} HTTP clients of app.py", server, ask, clients, warmup, duration)
 
@@ -415,22 +424,17 @@ def api_phase(config_file: Path, work: Path, clients: int, warmup: float, durati
     command = [sys.executable, "-m", "rag", "serve", "--config", str(config_file), "--port", str(port)]
     server = start_server("rag serve", command, url + "/health", work)
 
+    def complete(question: str) -> dict:
+        reply = httpx.post(
+            url + "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": question}]},  # no model: the one collection
+            timeout=600,
+        )
+        reply.raise_for_status()
+        return reply.json()
+
     def ask(question: str, tally: Tally) -> None:
-        started = time.perf_counter()
-        try:
-            reply = httpx.post(
-                url + "/v1/chat/completions",
-                json={"messages": [{"role": "user", "content": question}]},  # no model: the one collection
-                timeout=600,
-            )
-            reply.raise_for_status()
-            body = reply.json()
-        except Exception as exc:  # noqa: BLE001 - every failed request is counted and reported
-            tally.error(question, exc)
-            return
-        seconds = time.perf_counter() - started
-        problems, identical = api_reply_problems(body, question, reference[question])
-        tally.record(seconds, reference[question].refused, problems, identical, question)
+        checked_request(question, tally, reference[question], complete, api_reply_problems)
 
     return served_phase(f"{clients} clients of the API", server, ask, clients, warmup, duration)
 

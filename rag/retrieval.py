@@ -145,18 +145,11 @@ def search(
         if in_lang.any():
             variant = _dense_scores(data, vectors[in_lang], [lang] * int(in_lang.sum()), vector, centering)
             dense[in_lang] = np.maximum(dense[in_lang], variant)
-    spread = float(dense.max() - dense.min())
-    dense_norm = (dense - dense.min()) / spread if spread > 0 else np.ones_like(dense)
-    total = settings.dense_weight + settings.lexical_weight
-    fused = (settings.dense_weight * dense_norm + settings.lexical_weight * lexical[rows]) / (total or 1.0)
-
-    ranked = fused
+    score = _fuse(dense, lexical[rows], settings)
     if settings.document_weight > 0:
-        docs = data.passage_doc[rows]
-        document = _document_scores(docs, dense, lexical[rows], settings)
-        ranked = settings.document_weight * document + (1 - settings.document_weight) * fused
-    order = np.lexsort((rows, -ranked))
-    fused = ranked
+        document = _document_scores(data.passage_doc[rows], dense, lexical[rows], settings)
+        score = settings.document_weight * document + (1 - settings.document_weight) * score
+    order = np.lexsort((rows, -score))
     chosen = _diversify([int(rows[i]) for i in order], data, k, settings.max_per_document)
     position = {int(r): i for i, r in enumerate(rows)}
     cosines = vectors @ query_vector  # the plain cosine: comparable across questions, unlike the fused score
@@ -164,7 +157,7 @@ def search(
         _hit(
             data,
             row,
-            float(fused[position[row]]),
+            float(score[position[row]]),
             float(cosines[position[row]]),
             float(raw_lexical[row]) if raw_lexical[row] > 0 else None,
         )
@@ -172,19 +165,23 @@ def search(
     ]
 
 
+def _fuse(dense: np.ndarray, lexical: np.ndarray, settings: RetrievalConfig) -> np.ndarray:
+    """The weighted mix of dense scores (scaled 0..1, min to max) and lexical scores (already 0..1)."""
+    spread = float(dense.max() - dense.min())
+    dense_norm = (dense - dense.min()) / spread if spread > 0 else np.ones_like(dense)
+    total = settings.dense_weight + settings.lexical_weight
+    return (settings.dense_weight * dense_norm + settings.lexical_weight * lexical) / (total or 1.0)
+
+
 def _document_scores(docs: np.ndarray, dense: np.ndarray, lexical: np.ndarray, settings: RetrievalConfig) -> np.ndarray:
     """Per candidate passage, the fused score of its document: the best dense score among the document's
-    candidate passages (scaled 0..1 over the candidate documents) mixed with its best lexical score."""
+    candidate passages (scaled over the candidate documents) mixed with its best lexical score."""
     unique, inverse = np.unique(docs, return_inverse=True)
     best_dense = np.full(len(unique), -np.inf)
     best_lexical = np.zeros(len(unique))
     np.maximum.at(best_dense, inverse, dense)
     np.maximum.at(best_lexical, inverse, lexical)
-    spread = float(best_dense.max() - best_dense.min())
-    dense_norm = (best_dense - best_dense.min()) / spread if spread > 0 else np.ones_like(best_dense)
-    total = settings.dense_weight + settings.lexical_weight
-    fused = (settings.dense_weight * dense_norm + settings.lexical_weight * best_lexical) / (total or 1.0)
-    return fused[inverse]
+    return _fuse(best_dense, best_lexical, settings)[inverse]
 
 
 def _dense_scores(

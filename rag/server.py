@@ -21,7 +21,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 from .assistant import Assistant
@@ -87,6 +86,16 @@ def _text_of(content: Any, i: int) -> str:
     raise ApiError(400, f"messages[{i}].content must be text (or a list of text parts).", param="messages")
 
 
+def _content(answer) -> str:
+    """The message content: the answer with its [n] markers, then the numbered sources as plain text."""
+    return answer.to_markdown().rstrip("\n")
+
+
+def _grounding(answer) -> dict:
+    """The extra fields OpenAI clients ignore: the structured citations and whether the question was refused."""
+    return {"citations": [c.to_dict() for c in answer.citations], "refused": answer.refused}
+
+
 def _answer_body(answer, model: str, completion_id: str, created: int) -> dict:
     return {
         "id": completion_id,
@@ -96,13 +105,12 @@ def _answer_body(answer, model: str, completion_id: str, created: int) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.to_markdown().rstrip("\n")},
+                "message": {"role": "assistant", "content": _content(answer)},
                 "finish_reason": "stop",
             }
         ],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "citations": [c.to_dict() for c in answer.citations],
-        "refused": answer.refused,
+        **_grounding(answer),
         "confidence": answer.confidence,
         "lang": answer.lang,
     }
@@ -211,7 +219,7 @@ def create_app(collections: dict[str, Assistant], api_key: str | None = None):
             hits = assistant.search(query, k, **filters)
         except RagError as exc:
             raise _error_for(exc) from exc
-        return {"object": "list", "model": name, "data": [asdict(hit) for hit in hits]}
+        return {"object": "list", "model": name, "data": [hit.to_dict() for hit in hits]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -234,9 +242,8 @@ def create_app(collections: dict[str, Assistant], api_key: str | None = None):
                 yield f"data: {json.dumps(_error_for(exc).body(), ensure_ascii=False)}\n\n"
                 yield "data: [DONE]\n\n"
                 return
-            yield _chunk(completion_id, created, name, {"content": answer.to_markdown().rstrip("\n")}, None)
-            extra = {"citations": [c.to_dict() for c in answer.citations], "refused": answer.refused}
-            yield _chunk(completion_id, created, name, {}, "stop", **extra)
+            yield _chunk(completion_id, created, name, {"content": _content(answer)}, None)
+            yield _chunk(completion_id, created, name, {}, "stop", **_grounding(answer))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
