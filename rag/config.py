@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -42,6 +43,11 @@ class IndexConfig:
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     keep_generations: int = 2  # complete index versions kept on disk (the newest is used)
+    engine: str = "faiss"  # "faiss" (files in the index folder) or "milvus" (pip install '.[milvus]')
+    milvus_uri: str = ""  # "" = milvus.db in the index folder (Milvus Lite); or http://host:19530 (a server)
+    milvus_collection: str = ""  # collection name prefix; "" = one derived from the index folder's path
+    milvus_token_env: str = "MILVUS_TOKEN"  # environment variable holding a Milvus server's token (user:password)
+    ray_address: str = ""  # "" = embed in this process; "local" = a local Ray; else a Ray cluster address
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,13 @@ def _validate(cfg: Config) -> None:
     if cfg.chunking.overlap >= cfg.chunking.size:
         raise ConfigError(
             f"[chunking] overlap ({cfg.chunking.overlap}) must be smaller than size ({cfg.chunking.size})."
+        )
+    if cfg.index.engine not in ("faiss", "milvus"):
+        raise ConfigError(f'[index] engine must be "faiss" or "milvus", got {cfg.index.engine!r}.')
+    if cfg.index.milvus_collection and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", cfg.index.milvus_collection):
+        raise ConfigError(
+            f"[index] milvus_collection must be letters, digits and underscores, not starting with a digit; "
+            f"got {cfg.index.milvus_collection!r}."
         )
     if cfg.models.backend not in ("torch", "onnx", "onnx-int8"):
         raise ConfigError(f'[models] backend must be "torch", "onnx" or "onnx-int8", got {cfg.models.backend!r}.')

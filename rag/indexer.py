@@ -23,6 +23,7 @@ from .chunking import chunk_spans
 from .config import Config
 from .documents import discover, display_name, load_document
 from .embeddings import backend_fingerprint
+from .engine import MILVUS, FaissChannels
 from .errors import ConfigError, DocumentSkipped, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
 from .models import model_fingerprint, resolve_embedding_model
@@ -65,6 +66,25 @@ def index_settings(cfg: Config, fingerprint: str) -> dict:
         },
         "chunking": {"size": cfg.chunking.size, "overlap": cfg.chunking.overlap},
         "lexical": TOKENIZER_VERSION,
+        **engine_settings(cfg),
+    }
+
+
+def engine_settings(cfg: Config) -> dict:
+    """Where the index lives besides its folder: nothing for FAISS (its files are the folder), the Milvus
+    address and collection prefix otherwise, so that switching engine or server is a mismatch to rebuild."""
+    if cfg.index.engine != MILVUS:
+        return {}
+    from .milvus_engine import default_collection, resolve_uri
+
+    index_dir = Path(cfg.index.path)
+    uri = resolve_uri(cfg.index.milvus_uri, index_dir)
+    return {
+        "engine": {
+            "kind": MILVUS,
+            "uri": uri,
+            "collection": cfg.index.milvus_collection or default_collection(index_dir),
+        }
     }
 
 
@@ -78,6 +98,8 @@ def describe_mismatch(old: dict, new: dict) -> str:
         )
     if old.get("chunking") != new.get("chunking"):
         parts.append(f"chunking {old.get('chunking')} vs configured {new['chunking']}")
+    if old.get("engine") != new.get("engine"):
+        parts.append(f"index engine {old.get('engine', 'faiss')} vs configured {new.get('engine', 'faiss')}")
     if old.get("lexical") != new.get("lexical"):
         parts.append(f"tokeniser {old.get('lexical')!r} vs {new['lexical']!r}")
     return "; ".join(parts) or "settings differ"
@@ -170,6 +192,8 @@ def build(
 
         documents, table, vectors, embedded = _assemble(cfg, keep, new_docs, old_data, embedder_factory)
         previous_aliases = old_data.aliases if old_data is not None else None
+        if old_data is not None:
+            old_data.engine.close()
         del old_data, new_docs  # the documents list holds every text still needed
         summary.embedded_passages = embedded
         counts = np.bincount(table[:, 0], minlength=len(documents)).tolist()
@@ -179,10 +203,9 @@ def build(
 
         dim = vectors.shape[1]
         centroids = language_centroids(documents, table, vectors)
-        approximate = len(table) > cfg.index.approximate_above
-        vector_index = VectorIndex.build(vectors, dim, approximate=approximate, hnsw_m=cfg.index.hnsw_m)
-        del vectors  # FAISS holds its own copy; ours would double the largest structure of the build
         lexical = LexicalIndex.build(documents[d].text[s:e] for d, s, e in table.tolist())
+        channels = _channels(cfg, vectors, lexical, documents, table)
+        del vectors  # the channels hold what they need; our copy would double the largest structure of the build
         acronyms = aliases.learn(
             documents, lambda forms: embedder_factory().encode_passages(forms), previous=previous_aliases
         )
@@ -192,7 +215,7 @@ def build(
             "documents": len(documents),
             "passages": int(len(table)),
             "dim": dim,
-            "index_type": vector_index.kind,
+            "index_type": channels.index_type,
             "languages": dict(Counter(doc.lang for doc in documents)),
             "files": {doc.source: vars(file_states[doc.source]) for doc in documents},
             "aliases": len(acronyms),
@@ -202,8 +225,7 @@ def build(
             manifest,
             documents,
             table,
-            vector_index,
-            lexical,
+            channels,
             centroids,
             keep=cfg.index.keep_generations,
             aliases=acronyms,
@@ -213,6 +235,28 @@ def build(
     summary.unchanged = len(keep)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _channels(cfg: Config, vectors: np.ndarray, lexical: LexicalIndex, documents: list[Document], table: np.ndarray):
+    """The configured engine's writer for this generation's vectors and lexical index."""
+    approximate = len(table) > cfg.index.approximate_above
+    if cfg.index.engine == MILVUS:
+        from .milvus_engine import MilvusChannels, default_collection, resolve_uri
+
+        index_dir = Path(cfg.index.path)
+        return MilvusChannels(
+            resolve_uri(cfg.index.milvus_uri, index_dir),
+            cfg.index.milvus_token_env,
+            cfg.index.milvus_collection or default_collection(index_dir),
+            vectors,
+            lexical,
+            documents,
+            table,
+            approximate=approximate,
+            hnsw_m=cfg.index.hnsw_m,
+        )
+    dense = VectorIndex.build(vectors, vectors.shape[1], approximate=approximate, hnsw_m=cfg.index.hnsw_m)
+    return FaissChannels(dense, lexical)
 
 
 def _keep_unlistable(

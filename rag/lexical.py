@@ -143,6 +143,24 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
 
+    def vocabulary(self) -> dict[str, int]:
+        """Term -> term id, the ids `passage_weights` uses."""
+        return dict(self._bm25.vocab_dict) if self._bm25 is not None else {}
+
+    def passage_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every passage's BM25 term weights as a CSR matrix (indptr over passages, term ids, weights).
+
+        bm25s stores, per term, the finished weight idf * tf-part of each passage holding it, and scores a
+        question by summing its terms' weights. Exported per passage, the same weights make a sparse vector
+        whose inner product with the question's term counts is exactly that score."""
+        if self._bm25 is None:
+            return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        data, rows, term_ptr = (self._bm25.scores[k] for k in ("data", "indices", "indptr"))
+        terms = np.repeat(np.arange(len(term_ptr) - 1, dtype=np.int64), np.diff(term_ptr))
+        order = np.argsort(rows, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.size))]).astype(np.int64)
+        return indptr, terms[order], np.asarray(data, dtype=np.float32)[order]
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if self._bm25 is not None:
@@ -154,6 +172,16 @@ class LexicalIndex:
             return cls(None, 0)
         bm25 = bm25s.BM25.load(str(folder), mmap=False, show_progress=False, verbosity=0)
         return cls(bm25, size)
+
+
+def query_term_counts(query: str, vocabulary: dict[str, int]) -> dict[int, int]:
+    """The question's known terms as {term id: count}: the sparse vector that scores passages by BM25."""
+    counts: dict[int, int] = {}
+    for term in tokenize(query):
+        term_id = vocabulary.get(term)
+        if term and term_id is not None:
+            counts[term_id] = counts.get(term_id, 0) + 1
+    return counts
 
 
 class _TermIds:

@@ -25,11 +25,9 @@ mean differs per language, the dense channel searches each language separately a
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,55 +35,9 @@ from .config import RetrievalConfig
 from .documents import ESCAPE_SEQUENCE
 from .errors import RagError
 from .evidence import CHAT_MARKUP
+from .filters import Filters, document_mask  # noqa: F401  (part of this module's API)
 from .store import IndexData
 from .types import Hit
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Restrict search to some documents. Dates compare as ISO strings, at the precision the document states."""
-
-    lang: str | None = None  # "az", "ru", "en", or several separated by commas
-    source: str | None = None  # a path relative to the corpus, or a glob such as "2023/*.txt"
-    date_from: str | None = None  # "2023", "2023-06" or "2023-06-14"; inclusive
-    date_to: str | None = None
-
-    def is_empty(self) -> bool:
-        return not (self.lang or self.source or self.date_from or self.date_to)
-
-
-def document_mask(data: IndexData, filters: Filters) -> np.ndarray:
-    """Which documents pass the filters (boolean array over data.documents)."""
-    langs = {x.strip().lower() for x in filters.lang.split(",") if x.strip()} if filters.lang else None
-    return np.array([_passes(doc, langs, filters) for doc in data.documents], dtype=bool)
-
-
-def _passes(doc, langs: set[str] | None, filters: Filters) -> bool:
-    if langs is not None and doc.lang not in langs:
-        return False
-    if filters.source and not _source_matches(doc.source, filters.source):
-        return False
-    return not (filters.date_from or filters.date_to) or _date_in_range(doc.date, filters)
-
-
-def _source_matches(source: str, pattern: str) -> bool:
-    pattern = pattern.strip().lstrip("./")
-    return source == pattern or fnmatch.fnmatchcase(source, pattern) or source.endswith("/" + pattern)
-
-
-def _date_bounds(date: str) -> tuple[str, str]:
-    """Earliest and latest day a date of any precision may mean, as comparable strings ("2023-06" -> 06-00..06-99)."""
-    date = date.strip()
-    return date + "-00-00"[len(date) - 4 :], date + "-99-99"[len(date) - 4 :]
-
-
-def _date_in_range(date: str | None, filters: Filters) -> bool:
-    if not date:
-        return False  # a document without a date cannot be placed in a date range
-    earliest, latest = _date_bounds(date)
-    if filters.date_from and latest < _date_bounds(filters.date_from)[0]:
-        return False
-    return not (filters.date_to and earliest > _date_bounds(filters.date_to)[1])
 
 
 def search(
@@ -105,12 +57,7 @@ def search(
     if data.size == 0:
         return []
     filters = filters or Filters()
-    allowed_rows = None
-    if not filters.is_empty():
-        doc_ok = document_mask(data, filters)
-        allowed_rows = np.flatnonzero(doc_ok[data.passage_doc])
-        if len(allowed_rows) == 0:
-            return []
+    engine = data.engine
     candidates = max(settings.candidates, k)
     query_vector = np.asarray(query_vector, dtype=np.float32)
     centering = settings.language_centering and bool(data.centroids)
@@ -121,33 +68,32 @@ def search(
     }
 
     if centering:
-        _, dense_rows = _centered_dense(data, centered_query, candidates, allowed_rows, centered_variants)
+        _, dense_rows = _centered_dense(data, centered_query, candidates, filters, centered_variants)
     else:
-        _, dense_rows = data.vectors.search(query_vector, candidates, allowed=allowed_rows)
+        _, dense_rows = engine.dense_search(query_vector, candidates, lang=None, filters=filters)
         for lang, vector in centered_variants.items():
-            lang_rows = data.rows_by_lang.get(lang)
-            if lang_rows is not None and len(lang_rows):
-                selection = lang_rows if allowed_rows is None else np.intersect1d(lang_rows, allowed_rows)
-                if len(selection):
-                    dense_rows = np.union1d(dense_rows, data.vectors.search(vector, candidates, allowed=selection)[1])
-    raw_lexical = data.lexical.scores(" ".join([query, *(lexical_terms or [])]))
-    lexical = _lexical_by_language(data, raw_lexical, allowed_rows, per_language=centering)
-    lexical_rows = _top_positive(lexical, candidates)
+            if lang in data.rows_by_lang:
+                found = engine.dense_search(vector, candidates, lang=lang, filters=filters)[1]
+                dense_rows = np.union1d(dense_rows, found)
+    lexical_query = " ".join([query, *(lexical_terms or [])])
+    lexical_rows, best_lexical = _lexical_candidates(data, lexical_query, candidates, filters, per_language=centering)
 
     rows = np.union1d(dense_rows, lexical_rows).astype(np.int64)
     if len(rows) == 0:
         return []
-    vectors = data.vectors.vectors_at(rows.tolist())
+    raw_lexical = engine.lexical_scores_at(lexical_query, rows).astype(np.float64)
     row_langs = [data.documents[int(data.passage_doc[r])].lang for r in rows]
+    lexical = _scaled_lexical(raw_lexical, row_langs, best_lexical)
+    vectors = engine.vectors_at(rows.tolist())
     dense = _dense_scores(data, vectors, row_langs, centered_query, centering)
     for lang, vector in centered_variants.items():
         in_lang = np.array([row_lang == lang for row_lang in row_langs], dtype=bool)
         if in_lang.any():
             variant = _dense_scores(data, vectors[in_lang], [lang] * int(in_lang.sum()), vector, centering)
             dense[in_lang] = np.maximum(dense[in_lang], variant)
-    score = _fuse(dense, lexical[rows], settings)
+    score = _fuse(dense, lexical, settings)
     if settings.document_weight > 0:
-        document = _document_scores(data.passage_doc[rows], dense, lexical[rows], settings)
+        document = _document_scores(data.passage_doc[rows], dense, lexical, settings)
         score = settings.document_weight * document + (1 - settings.document_weight) * score
     order = np.lexsort((rows, -score))
     chosen = _diversify([int(rows[i]) for i in order], data, k, settings.max_per_document)
@@ -159,7 +105,7 @@ def search(
             row,
             float(score[position[row]]),
             float(cosines[position[row]]),
-            float(raw_lexical[row]) if raw_lexical[row] > 0 else None,
+            float(raw_lexical[position[row]]) if raw_lexical[position[row]] > 0 else None,
         )
         for row in chosen
     ]
@@ -197,49 +143,51 @@ def _centered_query(data: IndexData, query_vector: np.ndarray, query_lang: str |
     return query_vector - data.centroids[query_lang] if query_lang in data.centroids else query_vector
 
 
-def _lexical_by_language(
-    data: IndexData, raw_scores: np.ndarray, allowed_rows: np.ndarray | None, *, per_language: bool
-) -> np.ndarray:
-    """BM25 scores scaled to 0..1 by the best score, within each language when `per_language`.
+def _lexical_candidates(
+    data: IndexData, query: str, n: int, filters: Filters, *, per_language: bool
+) -> tuple[np.ndarray, dict[str | None, float]]:
+    """The lexical channel's top-n rows, ranked by BM25 scaled to 0..1 by the best score, within each
+    language when `per_language`; and those best scores, by language (None: one scale for all).
 
     Words of the question's own language match only passages in that language, so one global scale would
     reward language, not relevance: per language, the best lexical match in Azerbaijani weighs as much as the
-    best one in English. Rows outside the filters get 0."""
-    scores = raw_scores.astype(np.float64)
-    if allowed_rows is not None:
-        mask = np.zeros(len(scores), dtype=bool)
-        mask[allowed_rows] = True
-        scores[~mask] = 0.0
-    groups = data.rows_by_lang.values() if per_language and len(data.rows_by_lang) > 1 else [None]
-    for rows in groups:
-        part = scores if rows is None else scores[rows]
-        best = part.max(initial=0.0)
-        if best > 0:
-            if rows is None:
-                scores = scores / best
-            else:
-                scores[rows] = part / best
-    return scores
+    best one in English."""
+    groups = list(data.rows_by_lang) if per_language and len(data.rows_by_lang) > 1 else [None]
+    best: dict[str | None, float] = {}
+    found_rows, found_scaled = [], []
+    for lang in groups:
+        scores, rows = data.engine.lexical_search(query, n, lang=lang, filters=filters)
+        if len(rows):
+            best[lang] = float(scores.max())
+            found_rows.append(rows)
+            found_scaled.append(scores / best[lang])
+    if not found_rows:
+        return np.zeros(0, dtype=np.int64), best
+    rows, scaled = np.concatenate(found_rows), np.concatenate(found_scaled)
+    return rows[np.lexsort((rows, -scaled))[:n]], best
+
+
+def _scaled_lexical(raw: np.ndarray, row_langs: list[str], best: dict[str | None, float]) -> np.ndarray:
+    """Raw BM25 scores of candidate rows on the scale `_lexical_candidates` ranked them by."""
+    if None in best:
+        return raw / best[None]
+    scale = np.array([best.get(lang, 0.0) for lang in row_langs])
+    return np.divide(raw, scale, out=np.zeros_like(raw), where=scale > 0)
 
 
 def _centered_dense(
     data: IndexData,
     centered_query: np.ndarray,
     n: int,
-    allowed_rows: np.ndarray | None,
+    filters: Filters,
     variants: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Dense top-n by (p - mean[lang(p)]) . (q - mean[lang(q)]), searched per passage language and merged;
     a language with a variant of the question is searched with both (duplicates are merged later)."""
     scores, rows = [], []
-    for lang, lang_rows in data.rows_by_lang.items():
-        selection = lang_rows if allowed_rows is None else np.intersect1d(lang_rows, allowed_rows)
-        if len(selection) == 0:
-            continue
-        if len(selection) == data.size:
-            selection = None  # one language and no filter: no selector needed
+    for lang in data.rows_by_lang:
         for query in [centered_query, *([variants[lang]] if variants and lang in variants else [])]:
-            found_scores, found_rows = data.vectors.search(query, n, allowed=selection)
+            found_scores, found_rows = data.engine.dense_search(query, n, lang=lang, filters=filters)
             scores.append(found_scores - float(data.centroids[lang] @ query))
             rows.append(found_rows)
     if not rows:
@@ -247,14 +195,6 @@ def _centered_dense(
     all_scores, all_rows = np.concatenate(scores), np.concatenate(rows)
     order = np.lexsort((all_rows, -all_scores))[:n]
     return all_scores[order], all_rows[order]
-
-
-def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
-    """Rows with a positive score, best first, at most n."""
-    positive = np.flatnonzero(scores > 0)
-    if len(positive) > n:
-        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
-    return positive[np.lexsort((positive, -scores[positive]))]
 
 
 def _diversify(rows: list[int], data: IndexData, k: int, per_document: int) -> list[int]:

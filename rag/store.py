@@ -6,9 +6,9 @@
         manifest.json      what built it (model fingerprint, chunking, tokeniser), every file's hash and stat
         documents.jsonl    one cleaned document per line (passages are spans of these texts)
         passages.npy       rows of (document number, start, end)
-        dense.faiss        vectors, one per passage row
+        dense.faiss        vectors, one per passage row                 } the "faiss" engine; the "milvus" engine
+        lexical/           BM25 over the same rows                      } keeps both in a collection (engine.py)
         centroids.npy      mean passage vector of each language (for language-bias correction at search time)
-        lexical/           BM25 over the same rows
 
 A build writes a new generation in a temporary folder, fsyncs it, renames it into place and only then points
 CURRENT at it. A build killed at any moment therefore leaves CURRENT naming the previous, complete generation.
@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .aliases import AliasTable
+from .engine import MILVUS, Engine, FaissEngine
 from .errors import IndexLoadError, RagError
-from .lexical import LexicalIndex
 from .types import Document
-from .vectorstore import VectorIndex
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -61,8 +60,7 @@ class IndexData:
     passage_doc: np.ndarray
     passage_start: np.ndarray
     passage_end: np.ndarray
-    vectors: VectorIndex
-    lexical: LexicalIndex
+    engine: Engine
     centroids: dict[str, np.ndarray]
     rows_by_lang: dict[str, np.ndarray]
     aliases: AliasTable = field(default_factory=AliasTable)
@@ -70,6 +68,11 @@ class IndexData:
     @property
     def size(self) -> int:
         return len(self.passage_doc)
+
+    @property
+    def vectors(self) -> Engine:
+        """The stored vectors, whichever engine holds them (`.vectors()`, `.vectors_at(rows)`, `.size`)."""
+        return self.engine
 
     def passage_text(self, row: int) -> str:
         doc = self.documents[int(self.passage_doc[row])]
@@ -118,8 +121,7 @@ def load(index_dir: Path) -> IndexData | None:
     try:
         documents = [Document(**json.loads(line)) for line in _lines(folder / "documents.jsonl")]
         table = np.load(folder / "passages.npy", allow_pickle=False)
-        vectors = VectorIndex.load(folder / "dense.faiss")
-        lexical = LexicalIndex.load(folder / "lexical", len(table))
+        engine = _open_engine(folder, manifest, documents, table)
         centroid_table = np.load(folder / "centroids.npy", allow_pickle=False)
         centroids = dict(zip(manifest["centroid_langs"], centroid_table, strict=True))
         aliases = _read_aliases(folder)
@@ -127,7 +129,7 @@ def load(index_dir: Path) -> IndexData | None:
         raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise IndexLoadError(f"The index in {folder} is damaged ({type(exc).__name__}: {exc}). {REBUILD_HINT}") from exc
-    if table.ndim != 2 or table.shape[1] != 3 or vectors.size != len(table) or lexical.size != len(table):
+    if table.ndim != 2 or table.shape[1] != 3 or engine.size != len(table) or _lexical_size(engine) != len(table):
         raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
     if len(documents) != len(manifest["files"]) or (len(table) and table[:, 0].max() >= len(documents)):
         raise IndexLoadError(f"The index in {folder} is inconsistent (document counts differ). {REBUILD_HINT}")
@@ -143,12 +145,28 @@ def load(index_dir: Path) -> IndexData | None:
         passage_doc=passage_doc,
         passage_start=table[:, 1].astype(np.int64),
         passage_end=table[:, 2].astype(np.int64),
-        vectors=vectors,
-        lexical=lexical,
+        engine=engine,
         centroids=centroids,
         rows_by_lang={lang: np.flatnonzero(row_langs == lang) for lang in centroids},
         aliases=aliases,
     )
+
+
+def _open_engine(folder: Path, manifest: dict, documents: list[Document], table: np.ndarray) -> Engine:
+    engine = manifest.get("engine", {"kind": "faiss"})
+    passage_doc = table[:, 0].astype(np.int64) if table.ndim == 2 and table.shape[1:] == (3,) else np.zeros(0)
+    if engine.get("kind") == MILVUS:
+        from .milvus_engine import MilvusEngine
+
+        try:
+            return MilvusEngine.load(folder, engine, documents, len(table), int(manifest["dim"]))
+        except IndexLoadError as exc:
+            raise IndexLoadError(f"{exc} {REBUILD_HINT}") from exc
+    return FaissEngine.load(folder, documents, passage_doc)
+
+
+def _lexical_size(engine: Engine) -> int:
+    return engine.lexical_size if isinstance(engine, FaissEngine) else engine.size
 
 
 def _write_aliases(folder: Path, aliases: AliasTable, dim: int) -> None:
@@ -213,13 +231,15 @@ def write_generation(
     manifest: dict,
     documents: list[Document],
     table: np.ndarray,
-    vectors: VectorIndex,
-    lexical: LexicalIndex,
+    channels,
     centroids: dict[str, np.ndarray],
     keep: int = 2,
     aliases: AliasTable | None = None,
 ) -> Path:
-    """Write a complete generation and switch CURRENT to it atomically; returns the new folder."""
+    """Write a complete generation and switch CURRENT to it atomically; returns the new folder.
+
+    `channels` writes the engine's part (engine.FaissChannels: files here; milvus_engine.MilvusChannels: a new
+    collection) and says how to open it again, which the manifest records."""
     index_dir.mkdir(parents=True, exist_ok=True)
     name = f"gen-{time.time_ns()}"
     tmp = index_dir / f".tmp-{name}"
@@ -230,16 +250,16 @@ def write_generation(
                 fh.write(json.dumps(asdict(doc), ensure_ascii=False))
                 fh.write("\n")  # not `+ "\n"`: that would copy a 100 MB document's line once more
         np.save(tmp / "passages.npy", np.asarray(table, dtype=np.int64).reshape(-1, 3), allow_pickle=False)
-        vectors.save(tmp / "dense.faiss")
-        lexical.save(tmp / "lexical")
+        engine = channels.write(tmp, name)
         langs = sorted(centroids)
-        centroid_table = np.stack([centroids[lang] for lang in langs]) if langs else np.zeros((0, vectors.dim))
+        centroid_table = np.stack([centroids[lang] for lang in langs]) if langs else np.zeros((0, channels.dim))
         np.save(tmp / "centroids.npy", centroid_table.astype(np.float32), allow_pickle=False)
-        _write_aliases(tmp, aliases if aliases is not None else AliasTable(), vectors.dim)
+        _write_aliases(tmp, aliases if aliases is not None else AliasTable(), channels.dim)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         # Checksums for all but the vectors: FAISS validates its own file, and hashing it would slow every load.
         checksums = {name: _sha256(tmp / name) for name in sizes if name != "dense.faiss"}
         full = dict(manifest, format=FORMAT_VERSION, sizes=sizes, checksums=checksums, centroid_langs=langs)
+        full["engine"] = engine
         (tmp / "manifest.json").write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
         for path in tmp.rglob("*"):
             if path.is_file():
@@ -252,19 +272,31 @@ def write_generation(
         _fsync(pointer_tmp)
         os.replace(pointer_tmp, index_dir / CURRENT)
         _fsync_dir(index_dir)
+    except RagError:
+        _discard(tmp, channels, name)
+        raise
     except (OSError, RuntimeError) as exc:  # FAISS reports a failed write (a full disk) as RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp, channels, name)
         reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
         raise RagError(
             f"Could not write the index to {index_dir} ({reason}). "
             "The previous index is untouched; free some disk space or fix permissions and run the build again."
         ) from exc
-    prune(index_dir, keep=keep)
+    prune(index_dir, keep=keep, engine=full["engine"])
     return final
 
 
-def prune(index_dir: Path, keep: int = 2) -> None:
-    """Remove leftovers of interrupted builds and generations beyond the newest `keep`, never the current one."""
+def _discard(tmp: Path, channels, name: str) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    with contextlib.suppress(RagError, OSError):
+        channels.discard(name)
+
+
+def prune(index_dir: Path, keep: int = 2, engine: dict | None = None) -> None:
+    """Remove leftovers of interrupted builds and generations beyond the newest `keep`, never the current one.
+
+    With the Milvus engine (`engine`, as the newest manifest records it), the collections of removed
+    generations and of interrupted builds go too."""
     current = current_generation(index_dir)
     for leftover in index_dir.glob(".tmp-gen-*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -272,6 +304,14 @@ def prune(index_dir: Path, keep: int = 2) -> None:
     for old in generations[: max(len(generations) - max(keep, 1), 0)]:
         if current is None or old.resolve() != current.resolve():
             shutil.rmtree(old, ignore_errors=True)
+    if engine is not None and engine.get("kind") == MILVUS:
+        from .milvus_engine import drop_unreferenced
+
+        kept = set()
+        for folder in index_dir.glob("gen-*"):
+            with contextlib.suppress(OSError, ValueError):
+                kept.add(json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["engine"]["collection"])
+        drop_unreferenced(engine["uri"], engine.get("token_env", ""), engine["prefix"], kept)
 
 
 @contextlib.contextmanager

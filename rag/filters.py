@@ -1,0 +1,67 @@
+"""Which documents a search may return: by language, source path and date.
+
+The filters are evaluated per document, not per passage, and every index engine evaluates the same rules:
+the FAISS engine through `document_mask`, the Milvus engine as an expression over the same fields
+(`milvus_engine.filter_expression`), with dates stored as the earliest and latest day they may mean
+(`date_bounds`) so that a range compares as plain strings in either.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import numpy as np
+
+from .types import Document
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict search to some documents. Dates compare as ISO strings, at the precision the document states."""
+
+    lang: str | None = None  # "az", "ru", "en", or several separated by commas
+    source: str | None = None  # a path relative to the corpus, or a glob such as "2023/*.txt"
+    date_from: str | None = None  # "2023", "2023-06" or "2023-06-14"; inclusive
+    date_to: str | None = None
+
+    def languages(self) -> set[str] | None:
+        """The languages asked for, or None for all."""
+        return {x.strip().lower() for x in self.lang.split(",") if x.strip()} if self.lang else None
+
+    def is_empty(self) -> bool:
+        return not (self.lang or self.source or self.date_from or self.date_to)
+
+
+def document_mask(documents: list[Document], filters: Filters) -> np.ndarray:
+    """Which documents pass the filters (boolean array over `documents`)."""
+    langs = filters.languages()
+    return np.array([_passes(doc, langs, filters) for doc in documents], dtype=bool)
+
+
+def _passes(doc, langs: set[str] | None, filters: Filters) -> bool:
+    if langs is not None and doc.lang not in langs:
+        return False
+    if filters.source and not source_matches(doc.source, filters.source):
+        return False
+    return not (filters.date_from or filters.date_to) or _date_in_range(doc.date, filters)
+
+
+def source_matches(source: str, pattern: str) -> bool:
+    pattern = pattern.strip().lstrip("./")
+    return source == pattern or fnmatch.fnmatchcase(source, pattern) or source.endswith("/" + pattern)
+
+
+def date_bounds(date: str) -> tuple[str, str]:
+    """Earliest and latest day a date of any precision may mean, as comparable strings ("2023-06" -> 06-00..06-99)."""
+    date = date.strip()
+    return date + "-00-00"[len(date) - 4 :], date + "-99-99"[len(date) - 4 :]
+
+
+def _date_in_range(date: str | None, filters: Filters) -> bool:
+    if not date:
+        return False  # a document without a date cannot be placed in a date range
+    earliest, latest = date_bounds(date)
+    if filters.date_from and latest < date_bounds(filters.date_from)[0]:
+        return False
+    return not (filters.date_to and earliest > date_bounds(filters.date_to)[1])
