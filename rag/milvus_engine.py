@@ -252,7 +252,7 @@ class MilvusEngine:
         self, query: str, n: int, *, lang: str | None, filters: Filters
     ) -> tuple[np.ndarray, np.ndarray]:
         expression = filter_expression(lang, filters, self._sources)
-        terms = query_term_counts(query, self._vocabulary)
+        terms = _sparse(query_term_counts(query, self._vocabulary))
         if expression is None or not terms or n <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         scores, rows = self._search(terms, "lexical", n, expression, {"metric_type": "IP"})
@@ -262,7 +262,7 @@ class MilvusEngine:
     def lexical_scores_at(self, query: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         out = np.zeros(len(rows), dtype=np.float32)
-        terms = query_term_counts(query, self._vocabulary)
+        terms = _sparse(query_term_counts(query, self._vocabulary))
         if not terms or not len(rows):
             return out
         found_scores, found_rows = self._search(
@@ -287,7 +287,7 @@ class MilvusEngine:
         except MilvusException as exc:
             raise RagError(f"Milvus search failed ({exc.message}).") from exc
         hits = result[0] if result else []
-        rows = np.array([int(hit["id"]) for hit in hits], dtype=np.int64)
+        rows = np.array([int(hit["row"]) for hit in hits], dtype=np.int64)
         scores = np.array([float(hit["distance"]) for hit in hits], dtype=np.float32)
         order = np.lexsort((rows, -scores))  # ties by row, as the FAISS engine orders them
         return scores[order], rows[order]
@@ -317,6 +317,10 @@ class MilvusEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _sparse(counts: dict[int, int]) -> dict[int, float]:
+    return {term: float(count) for term, count in counts.items()}  # Milvus takes float weights only
 
 
 def filter_expression(lang: str | None, filters: Filters, sources: list[str]) -> str | None:
