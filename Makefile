@@ -33,8 +33,9 @@ $(VENV)/.runtime-installed: requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
-	$(PIP) -r requirements-dev.txt
+# The tests also cover the optional scale-out extras (the Milvus engine, Ray indexing); `make run` needs neither.
+$(VENV)/.dev-installed: requirements-dev.txt requirements-milvus.txt requirements-ray.txt $(VENV)/.runtime-installed
+	$(PIP) -r requirements-dev.txt -r requirements-milvus.txt -r requirements-ray.txt
 	touch $@
 
 # make run prepares the default answer model ("quality", 1.1 GB); make test what the tests use: the tiny "test"

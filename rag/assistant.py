@@ -107,6 +107,7 @@ class Assistant:
                         "vectors cannot be searched with this model. Run `python -m rag index --rebuild`, or set "
                         "[models] embedding and backend back to what the index was built with."
                     )
+                data.engine.ef_search = self.config.index.hnsw_ef_search
                 self._data = data
             return self._data
 
@@ -176,6 +177,7 @@ class Assistant:
             "languages": manifest.get("languages", {}),
             "index_bytes": size,
             "index_type": manifest.get("index_type"),
+            "engine": _engine_description(manifest.get("engine", {"kind": "faiss"})),
             "model": manifest["settings"]["model"]["name"],
             "model_fingerprint": manifest["settings"]["model"]["fingerprint"],
             "chunking": manifest["settings"]["chunking"],
@@ -363,3 +365,9 @@ def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:
 def _backend_of(fingerprint: str | None) -> str:
     """The weights an index's model fingerprint records (embeddings.backend_fingerprint): int8 or fp32."""
     return fingerprint.rsplit("+", 1)[1] if fingerprint and "+" in fingerprint else "fp32: torch or onnx"
+
+
+def _engine_description(engine: dict) -> str:
+    if engine.get("kind") == "milvus":
+        return f"milvus ({engine['collection']} at {engine['uri']})"
+    return "faiss (files in the index folder)"

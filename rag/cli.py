@@ -209,6 +209,7 @@ def _stats(cfg, args) -> int:
     print(f"passages    {stats['passages']}")
     print(f"languages   {langs}")
     print(f"index size  {stats['index_bytes'] / 1e6:.1f} MB ({stats['index_type']}) in {stats['index']}")
+    print(f"engine      {stats['engine']}")
     print(f"model       {stats['model']} ({stats['model_fingerprint']})")
     print(f"chunking    {stats['chunking']}")
     print(f"built       {stats['built']}")

@@ -34,6 +34,7 @@ class Engine(Protocol):
     """What retrieval asks of an index engine. Rows are passage rows of the generation (0..size-1)."""
 
     kind: str
+    ef_search: int  # HNSW search breadth, when the dense index is approximate
 
     @property
     def size(self) -> int: ...
@@ -80,6 +81,7 @@ class FaissEngine:
         row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
         self._rows_by_lang = {lang: np.flatnonzero(row_langs == lang) for lang in sorted(set(row_langs))}
         self._last_query: tuple[str, np.ndarray] | None = None
+        self.ef_search = 128  # HNSW search breadth; the assistant sets [index] hnsw_ef_search
 
     @classmethod
     def load(cls, folder: Path, documents: list[Document], passage_doc: np.ndarray) -> FaissEngine:
@@ -118,7 +120,7 @@ class FaissEngine:
         allowed = self.allowed_rows(lang, filters)
         if allowed is not None and len(allowed) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        return self.index.search(query, n, allowed=allowed)
+        return self.index.search(query, n, allowed=allowed, ef_search=self.ef_search)
 
     def lexical_search(
         self, query: str, n: int, *, lang: str | None, filters: Filters

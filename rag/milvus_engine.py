@@ -166,6 +166,9 @@ class MilvusChannels:
 
     def _rows(self) -> Iterator[list[dict]]:
         indptr, terms, weights = self._lexical.passage_weights()
+        # Milvus refuses an empty sparse vector, and a passage of stopwords and punctuation has no terms: it gets
+        # one weight on a term id outside the vocabulary, which no question can contain, so it scores 0 as in bm25s.
+        no_terms = {len(self._lexical.vocabulary()): 1.0}
         fields = []
         for doc in self._documents:
             low, high = date_bounds(doc.date) if doc.date else ("", "")
@@ -183,7 +186,7 @@ class MilvusChannels:
                     "date_lo": low,
                     "date_hi": high,
                     "dense": self._vectors[row],
-                    "lexical": dict(zip(terms[span].tolist(), weights[span].tolist(), strict=True)),
+                    "lexical": dict(zip(terms[span].tolist(), weights[span].tolist(), strict=True)) or no_terms,
                 }
             )
             if len(batch) == INSERT_BATCH:
@@ -207,7 +210,7 @@ class MilvusEngine:
         self._vocabulary = vocabulary
         self._size = size
         self._dim = dim
-        self.ef_search = 128
+        self.ef_search = 128  # HNSW search breadth; the assistant sets [index] hnsw_ef_search
 
     @classmethod
     def load(cls, folder: Path, engine: dict, documents: list[Document], size: int, dim: int) -> MilvusEngine:
@@ -282,7 +285,7 @@ class MilvusEngine:
                 limit=n,
                 filter=expression,
                 search_params=params,
-                output_fields=[],
+                output_fields=["row"],  # [] means every field to Milvus Lite: the vectors, 3x slower
             )
         except MilvusException as exc:
             raise RagError(f"Milvus search failed ({exc.message}).") from exc

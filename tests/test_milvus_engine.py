@@ -113,6 +113,18 @@ def test_incremental_build_embeds_only_changes_and_drops_old_collections(corpus,
         assert _ranked(milvus, question) == _ranked(faiss, question), question
 
 
+def test_passages_without_index_terms_are_stored_and_never_matched(tmp_path, fake_embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "words.txt").write_text("Bayramov met Blinken in New York.\n", "utf-8")
+    (corpus / "stopwords.txt").write_text("What is it? It is what it is, and that was that.\n", "utf-8")
+    faiss, milvus = _pair(corpus, tmp_path, fake_embedder)
+    assert milvus.build_index().passages == faiss.build_index().passages == 2
+    for question in ("Bayramov", "what is it", "New York"):
+        assert _ranked(milvus, question) == _ranked(faiss, question)
+    assert [h.lexical_score is None for h in milvus.search("what was that", k=2)] == [True, True]
+
+
 def test_a_build_that_dies_midway_leaves_the_previous_generation_in_use(corpus, tmp_path, fake_embedder, monkeypatch):
     _, milvus = _pair(corpus, tmp_path, fake_embedder)
     milvus.build_index()
