@@ -24,8 +24,10 @@ dies midway leaves a collection no generation names; the next build drops it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,15 +70,35 @@ def resolve_uri(uri: str, index_dir: Path) -> str:
 
 def connect(uri: str, token_env: str) -> MilvusClient:
     token = os.environ.get(token_env, "") if token_env else ""
-    if "://" not in uri:
+    local = "://" not in uri
+    if local:
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return MilvusClient(uri=uri, token=token)
+        # Milvus Lite logs a traceback of its own when it cannot open the file; the error below says it once.
+        with _quiet("milvus_lite.server_manager"):
+            return MilvusClient(uri=uri, token=token)
     except MilvusException as exc:
+        if local:
+            raise RagError(
+                f"Could not open the Milvus Lite database {uri} ({exc.message}). Milvus Lite serves one process at "
+                "a time: if the app, `rag serve` or another build has it open, stop that process or index from "
+                'within it; for several processes use a Milvus server ([index] milvus_uri = "http://host:19530").'
+            ) from exc
         raise RagError(
             f"Could not connect to Milvus at {uri} ({exc.message}). Start the server, fix [index] milvus_uri in "
             f"config.toml, or set {token_env or 'the token variable'} if the server needs a token."
         ) from exc
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _collection_name(prefix: str, generation: str) -> str:

@@ -4,6 +4,8 @@ crash mid-build, and the same results as the FAISS engine on the same corpus and
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +165,20 @@ def test_switching_engine_or_losing_the_collection_says_what_to_do(corpus, tmp_p
         fresh.index()
     assert fresh.build_index(rebuild=True).passages > 0
     assert fresh.search("Bayramov", k=1)
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_named_with_the_way_out(corpus, tmp_path, fake_embedder):
+    _, milvus = _pair(corpus, tmp_path, fake_embedder)
+    milvus.build_index()
+    milvus.index()  # this process now serves the Milvus Lite file, as a running app would
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "search", "Bayramov", "--index", str(milvus.config.index.path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "serves one process at a time" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_bad_collection_name_is_refused_with_the_rule():
