@@ -1,6 +1,6 @@
 """Command line: a thin shell over the library. Reads arguments, calls rag, prints text or JSON.
 
-    python -m rag index [--corpus DIR] [--index DIR] [--rebuild]
+    python -m rag index [--corpus DIR] [--index DIR] [--rebuild] [--ray [ADDRESS]] [--ray-workers N]
     python -m rag search "question" [--k N] [--lang az] [--source GLOB] [--from DATE] [--to DATE] [--json]
     python -m rag ask "question" [--json] [--model fast|quality|PATH] [--lang az] [--reply-in ru]
     python -m rag eval FILE [--model ...] [--limit N] [--report PATH]
@@ -14,6 +14,7 @@ Every command takes --config FILE. Errors end with one line on stderr and a non-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import textwrap
@@ -33,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("index", parents=[common], help="index the corpus folder (incremental)")
     p.add_argument("--rebuild", action="store_true", help="rebuild from scratch (after a settings change)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, chunk and embed with Ray: a local Ray without ADDRESS, else the cluster at ADDRESS "
+        "(overrides [index] ray_address; pip install '.[ray]')",
+    )
+    p.add_argument("--ray-workers", type=_positive, metavar="N", help="Ray workers (overrides [index] ray_workers)")
 
     p = commands.add_parser("search", parents=[common], help="search the index")
     p.add_argument("query", help="the question or keywords, in any language")
@@ -100,7 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _index(cfg, args) -> int:
+    if args.ray or args.ray_workers:
+        ray = {"ray_address": args.ray or cfg.index.ray_address or "local"}
+        if args.ray_workers:
+            ray["ray_workers"] = args.ray_workers
+        cfg = dataclasses.replace(cfg, index=dataclasses.replace(cfg.index, **ray))
     summary = Assistant(cfg).build_index(rebuild=args.rebuild, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))

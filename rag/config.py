@@ -48,6 +48,7 @@ class IndexConfig:
     milvus_collection: str = ""  # collection name prefix; "" = one derived from the index folder's path
     milvus_token_env: str = "MILVUS_TOKEN"  # environment variable holding a Milvus server's token (user:password)
     ray_address: str = ""  # "" = embed in this process; "local" = a local Ray; else a Ray cluster address
+    ray_workers: int = 2  # Ray actors that embed (each loads the model once) and tasks that read at a time
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def _validate(cfg: Config) -> None:
             f"[index] milvus_collection must be letters, digits and underscores, not starting with a digit; "
             f"got {cfg.index.milvus_collection!r}."
         )
+    if cfg.index.ray_workers < 1:
+        raise ConfigError(f"[index] ray_workers must be at least 1, got {cfg.index.ray_workers}.")
     if cfg.models.backend not in ("torch", "onnx", "onnx-int8"):
         raise ConfigError(f'[models] backend must be "torch", "onnx" or "onnx-int8", got {cfg.models.backend!r}.')
     if cfg.retrieval.k < 1:

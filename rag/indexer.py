@@ -7,6 +7,7 @@ returns, without loading any model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -40,6 +41,8 @@ EMBED_TEXT_VERSION = "title-v1"
 # Passages whose texts are made and embedded at a time: a multiple of the embedder's own batches, small next to
 # any corpus worth measuring (a few MB of text).
 EMBED_BATCH = 4096
+# With Ray, each call starts the workers' actors (each loads the model): far fewer, larger calls.
+RAY_EMBED_BATCH = 65536
 # Rows summed at a time for the language centroids.
 _CENTROID_SLICE = 8192
 
@@ -148,7 +151,8 @@ def build(
         )
     settings = index_settings(cfg, fingerprint)
     summary = BuildSummary()
-    with store.build_lock(index_dir):
+    with store.build_lock(index_dir), contextlib.ExitStack() as cleanup:
+        ray = _RayWork(cfg, cleanup) if cfg.index.ray_address else None
         try:
             old_manifest = store.read_manifest(index_dir)
         except IndexLoadError:
@@ -181,7 +185,7 @@ def build(
         if current and not read_plan and set(old_files) == found:
             return _unchanged(summary, old_manifest, started)
 
-        new_docs, file_states = _read_changed(root, read_plan, old_files, keep, cfg.corpus.max_file_mb, summary, warn)
+        new_docs, file_states, spans = _read_changed(root, read_plan, old_files, keep, cfg, summary, warn, ray)
         summary.removed = sorted(set(old_files) - set(keep) - set(new_docs))
         if current and not new_docs and keep == old_files:
             # Only files that are still skipped were read again: the index would be written unchanged.
@@ -190,7 +194,7 @@ def build(
         for src, state in keep.items():
             file_states.setdefault(src, state)
 
-        documents, table, vectors, embedded = _assemble(cfg, keep, new_docs, old_data, embedder_factory)
+        documents, table, vectors, embedded = _assemble(cfg, keep, new_docs, spans, old_data, embedder_factory, ray)
         previous_aliases = old_data.aliases if old_data is not None else None
         if old_data is not None:
             old_data.engine.close()
@@ -335,19 +339,28 @@ def _read_changed(
     plan: list[tuple[Path, str, os.stat_result | None]],
     old_files: dict[str, store.FileState],
     keep: dict[str, store.FileState],
-    max_file_mb: float,
+    cfg: Config,
     summary: BuildSummary,
     warn: Callable[[str], None],
-) -> tuple[dict[str, Document], dict[str, store.FileState]]:
+    ray: _RayWork | None,
+) -> tuple[dict[str, Document], dict[str, store.FileState], dict[str, list[tuple[int, int]]]]:
+    """The changed files' documents and states; with Ray, also their passage spans (chunked on the workers)."""
     new_docs: dict[str, Document] = {}
     states: dict[str, store.FileState] = {}
-    max_bytes = int(max_file_mb * 1024 * 1024)
+    spans: dict[str, list[tuple[int, int]]] = {}
+    max_bytes = int(cfg.corpus.max_file_mb * 1024 * 1024)
+    read_on_ray = ray.read(plan, root, max_bytes) if ray is not None and plan else None
     bar = _Progress(len(plan), "file", "reading")
-    for path, source, st in plan:
+    for number, (path, source, st) in enumerate(plan):
         bar.update()
         old = old_files.get(source)
         try:
-            doc = load_document(path, root, max_bytes, warn=lambda note, s=source: warn(f"{display_name(s)}: {note}"))
+            if read_on_ray is None:
+                doc = load_document(
+                    path, root, max_bytes, warn=lambda note, s=source: warn(f"{display_name(s)}: {note}")
+                )
+            else:
+                doc = _ray_result(read_on_ray[number], warn, spans)
             st = st or path.stat()  # a link that was broken at listing time and has been fixed since
         except (DocumentSkipped, OSError) as exc:
             reason = str(exc) if isinstance(exc, DocumentSkipped) else f"disappeared while it was read ({exc})"
@@ -365,15 +378,59 @@ def _read_changed(
         new_docs[source] = doc
         (summary.changed if old is not None else summary.added).append(source)
     bar.close()
-    return new_docs, states
+    return new_docs, states, spans
+
+
+def _ray_result(result, warn: Callable[[str], None], spans: dict[str, list[tuple[int, int]]]) -> Document:
+    """A file read on a Ray worker, handled as if read here: its notes warned, a skip raised."""
+    for note in result.notes:
+        warn(f"{display_name(result.source)}: {note}")
+    if result.document is None:
+        raise DocumentSkipped(result.skip_reason or "could not be read")
+    spans[result.source] = result.spans
+    return result.document
+
+
+class _RayWork:
+    """Reading and embedding on Ray ([index] ray_address): Ray starts at the first use, so a build with
+    nothing to read never starts it, and stops with the build."""
+
+    def __init__(self, cfg: Config, cleanup: contextlib.ExitStack):
+        self._cfg, self._cleanup, self._started = cfg, cleanup, False
+        address = cfg.index.ray_address
+        self.address = None if address == "local" else address
+        self.workers = cfg.index.ray_workers
+
+    def _start(self) -> None:
+        if not self._started:
+            from .distributed import ray_session
+
+            self._cleanup.enter_context(ray_session(self.address, self.workers))
+            self._started = True
+
+    def read(self, plan: list[tuple[Path, str, os.stat_result | None]], root: Path, max_bytes: int) -> list:
+        from .distributed import read_and_chunk
+
+        self._start()
+        items = [(str(path), source) for path, source, _ in plan]
+        chunking = self._cfg.chunking
+        return read_and_chunk(items, str(root), max_bytes, chunking.size, chunking.overlap, self.address, self.workers)
+
+    def encode(self, texts: list[str], progress: Callable[[int], None]) -> np.ndarray:
+        from .distributed import run_embedding
+
+        self._start()
+        return run_embedding(self._cfg.models, texts, self.address, self.workers, progress=progress).vectors
 
 
 def _assemble(
     cfg: Config,
     keep: dict[str, store.FileState],
     new_docs: dict[str, Document],
+    new_spans: dict[str, list[tuple[int, int]]],
     old: store.IndexData | None,
     embedder_factory: Callable[[], object],
+    ray: _RayWork | None,
 ) -> tuple[list[Document], np.ndarray, np.ndarray, int]:
     """Documents in source order, their passage table and vectors: carried-over rows plus newly embedded ones.
 
@@ -387,7 +444,10 @@ def _assemble(
     for source in sorted(set(keep) | set(new_docs)):
         if source in new_docs:
             doc = new_docs[source]
-            doc_spans = np.array(chunk_spans(doc.text, cfg.chunking.size, cfg.chunking.overlap), dtype=np.int64)
+            chunked = new_spans.get(source)
+            if chunked is None:
+                chunked = chunk_spans(doc.text, cfg.chunking.size, cfg.chunking.overlap)
+            doc_spans = np.array(chunked, dtype=np.int64)
         else:
             assert old is not None, "kept files always come with the previous generation loaded"
             rows = old_rows[old_by_source[source]]
@@ -405,7 +465,14 @@ def _assemble(
 
     row_is_new = np.array([doc.source in new_docs for doc in documents], dtype=bool)[table[:, 0]]
     new_rows = np.flatnonzero(row_is_new)
-    vectors = _embed_rows(documents, table, new_rows, embedder_factory()) if len(new_rows) else None
+    encode = (
+        ray.encode if ray is not None else (lambda texts, progress: embedder_factory().encode_passages(texts, progress))
+    )
+    vectors = (
+        _embed_rows(documents, table, new_rows, encode, RAY_EMBED_BATCH if ray else EMBED_BATCH)
+        if len(new_rows)
+        else None
+    )
     if vectors is None:
         dim = old.vectors.dim if old is not None else cfg_dim(embedder_factory)
         vectors = np.zeros((len(table), dim), dtype=np.float32)
@@ -423,17 +490,23 @@ def _rows_by_document(data: store.IndexData) -> list[np.ndarray]:
     return [order[bounds[k] : bounds[k + 1]] for k in range(len(data.documents))]
 
 
-def _embed_rows(documents: list[Document], table: np.ndarray, rows: np.ndarray, embedder) -> np.ndarray:
+def _embed_rows(
+    documents: list[Document],
+    table: np.ndarray,
+    rows: np.ndarray,
+    encode: Callable[[list[str], Callable[[int], None]], np.ndarray],
+    batch_rows: int,
+) -> np.ndarray:
     """A vector array for every row of `table`, with `rows` embedded; the other rows are left at zero."""
     vectors: np.ndarray | None = None
     bar = _Progress(len(rows), "passage", "embedding")
-    for first in range(0, len(rows), EMBED_BATCH):
-        batch = rows[first : first + EMBED_BATCH]
+    for first in range(0, len(rows), batch_rows):
+        batch = rows[first : first + batch_rows]
         texts = []
         for doc_number, start, end in table[batch].tolist():
             doc = documents[doc_number]
             texts.append(embedding_text(doc, doc.text[start:end]))
-        encoded = embedder.encode_passages(texts, progress=bar.update)
+        encoded = encode(texts, bar.update)
         if vectors is None:
             vectors = np.zeros((len(table), encoded.shape[1]), dtype=np.float32)
         vectors[batch] = encoded
