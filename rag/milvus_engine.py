@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexLoadError, RagError
-from .filters import Filters, date_bounds, source_matches
+from .filters import Filters, date_bounds, document_mask, source_matches
 from .lexical import LexicalIndex, query_term_counts
 from .types import Document
 
@@ -219,23 +219,52 @@ class MilvusChannels:
 
 
 class MilvusEngine:
-    """Searches one generation's collection; filters are Milvus expressions over the collection's fields."""
+    """Searches one generation's collection; filters are Milvus expressions over the collection's fields.
+
+    Retrieval searches each passage language apart (language centring, retrieval.py), and a Milvus call has a
+    fixed cost (about 30 ms in Milvus Lite at 41k passages, whatever it returns). So the passages of languages
+    with few of them (a corpus in English with a few passages detected as German) are kept in memory and searched
+    here, by the same scores from the same stored vectors and weights, and the passages that reach fusion are
+    fetched once per question, vectors and lexical weights together."""
 
     kind = "milvus"
+    local_language_rows = 2000  # a language with at most this many passages is searched in memory
+    row_cache = 4096  # candidate passages whose vectors and weights are kept between calls
 
     def __init__(
-        self, client: MilvusClient, collection: str, vocabulary: dict[str, int], sources: list[str], size: int, dim: int
+        self,
+        client: MilvusClient,
+        collection: str,
+        vocabulary: dict[str, int],
+        documents: list[Document],
+        passage_doc: np.ndarray,
+        dim: int,
     ):
         self._client = client
-        self._sources = sources
         self.collection = collection
         self._vocabulary = vocabulary
-        self._size = size
+        self._documents = documents
+        self._sources = [doc.source for doc in documents]
+        self._passage_doc = passage_doc
+        self._size = len(passage_doc)
         self._dim = dim
         self.ef_search = 128  # HNSW search breadth; the assistant sets [index] hnsw_ef_search
+        self._cache: dict[int, tuple[np.ndarray, dict[int, float]]] = {}
+        self._pinned: set[int] = set()
+        doc_langs = np.array([doc.lang for doc in documents], dtype=object)
+        row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
+        self._local_rows: dict[str, np.ndarray] = {}
+        for lang in sorted(set(row_langs)):
+            rows = np.flatnonzero(row_langs == lang)
+            if len(rows) <= self.local_language_rows:
+                self._local_rows[lang] = rows
+        local = np.concatenate(list(self._local_rows.values())) if self._local_rows else np.zeros(0, np.int64)
+        self._fetch(local, keep=True)
 
     @classmethod
-    def load(cls, folder: Path, engine: dict, documents: list[Document], size: int, dim: int) -> MilvusEngine:
+    def load(
+        cls, folder: Path, engine: dict, documents: list[Document], passage_doc: np.ndarray, dim: int
+    ) -> MilvusEngine:
         try:
             vocabulary = json.loads((folder / VOCABULARY_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -251,9 +280,9 @@ class MilvusEngine:
             stored = int(client.get_collection_stats(name).get("row_count", -1))
         except MilvusException as exc:
             raise IndexLoadError(f"Milvus at {engine['uri']} cannot open {name} ({exc.message}).") from exc
-        if stored != size:
-            raise IndexLoadError(f"The Milvus collection {name} holds {stored} passages, the index {size}.")
-        return cls(client, name, vocabulary, [doc.source for doc in documents], size, dim)
+        if stored != len(passage_doc):
+            raise IndexLoadError(f"The Milvus collection {name} holds {stored} passages, the index {len(passage_doc)}.")
+        return cls(client, name, vocabulary, documents, passage_doc, dim)
 
     @property
     def size(self) -> int:
@@ -266,37 +295,63 @@ class MilvusEngine:
     def dense_search(
         self, query: np.ndarray, n: int, *, lang: str | None, filters: Filters
     ) -> tuple[np.ndarray, np.ndarray]:
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if lang in self._local_rows:
+            rows = self._passing(self._local_rows[lang], filters)
+            vectors = np.stack([self._cache[r][0] for r in rows.tolist()]) if len(rows) else np.zeros((0, self._dim))
+            return _top(np.asarray(vectors @ query, dtype=np.float32), rows, n)
         expression = filter_expression(lang, filters, self._sources)
         if expression is None or n <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        vector = np.asarray(query, dtype=np.float32).reshape(-1).tolist()
         params = {"metric_type": "IP", "params": {"ef": max(self.ef_search, n)}}
-        return self._search(vector, "dense", n, expression, params)
+        return self._search(query.tolist(), "dense", n, expression, params)
 
     def lexical_search(
         self, query: str, n: int, *, lang: str | None, filters: Filters
     ) -> tuple[np.ndarray, np.ndarray]:
+        counts = query_term_counts(query, self._vocabulary)
+        if lang in self._local_rows:
+            rows = self._passing(self._local_rows[lang], filters)
+            scores = np.array([_weight(counts, self._cache[r][1]) for r in rows.tolist()], dtype=np.float32)
+            scores, rows = _top(scores, rows, n)
+            return scores[scores > 0], rows[scores > 0]
         expression = filter_expression(lang, filters, self._sources)
-        terms = _sparse(query_term_counts(query, self._vocabulary))
+        terms = _sparse(counts)
         if expression is None or not terms or n <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         scores, rows = self._search(terms, "lexical", n, expression, {"metric_type": "IP"})
         keep = scores > 0
         return scores[keep], rows[keep]
 
+    def _passing(self, rows: np.ndarray, filters: Filters) -> np.ndarray:
+        if filters.is_empty():
+            return rows
+        return rows[document_mask(self._documents, filters)[self._passage_doc[rows]]]
+
+    def _fetch(self, rows: np.ndarray, *, keep: bool = False) -> None:
+        """Bring the vectors and weights of `rows` into the cache, in one call for those not there yet."""
+        missing = [r for r in dict.fromkeys(np.asarray(rows, dtype=np.int64).tolist()) if r not in self._cache]
+        if not keep and len(self._cache) + len(missing) > self.row_cache + len(self._pinned):
+            self._cache = {r: self._cache[r] for r in self._pinned}  # the in-memory languages stay
+        for start in range(0, len(missing), FETCH_BATCH):
+            chunk = missing[start : start + FETCH_BATCH]
+            try:
+                found = self._client.get(self.collection, ids=chunk, output_fields=["dense", "lexical"])
+            except MilvusException as exc:
+                raise RagError(f"Milvus could not return stored passages ({exc.message}).") from exc
+            for item in found:
+                vector = np.asarray(item["dense"], dtype=np.float32)
+                self._cache[int(item["row"])] = (vector, {int(t): float(w) for t, w in item["lexical"].items()})
+        if keep:
+            self._pinned = set(self._cache)
+
     def lexical_scores_at(self, query: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.zeros(len(rows), dtype=np.float32)
-        terms = _sparse(query_term_counts(query, self._vocabulary))
-        if not terms or not len(rows):
-            return out
-        found_scores, found_rows = self._search(
-            terms, "lexical", len(rows), f"row in {rows.tolist()}", {"metric_type": "IP"}
-        )
-        position = {int(r): i for i, r in enumerate(rows.tolist())}
-        for score, row in zip(found_scores.tolist(), found_rows.tolist(), strict=True):
-            out[position[row]] = max(score, 0.0)
-        return out
+        counts = query_term_counts(query, self._vocabulary)
+        if not counts or not len(rows):
+            return np.zeros(len(rows), dtype=np.float32)
+        self._fetch(rows)
+        return np.array([_weight(counts, self._cache[r][1]) for r in rows.tolist()], dtype=np.float32)
 
     def _search(self, data, field: str, n: int, expression: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -318,7 +373,10 @@ class MilvusEngine:
         return scores[order], rows[order]
 
     def vectors_at(self, rows: list[int]) -> np.ndarray:
-        return self.vectors(np.asarray(rows, dtype=np.int64))
+        if not rows:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        self._fetch(np.asarray(rows, dtype=np.int64))
+        return np.stack([self._cache[r][0] for r in rows])
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
         wanted = np.arange(self._size, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -342,6 +400,17 @@ class MilvusEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _weight(counts: dict[int, int], weights: dict[int, float]) -> float:
+    """The sparse inner product Milvus computes: the question's term counts times the passage's BM25 weights."""
+    return sum(count * weights.get(term, 0.0) for term, count in counts.items())
+
+
+def _top(scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n best (scores, rows), ties by row: the order `_search` gives Milvus's results."""
+    order = np.lexsort((rows, -scores))[: max(n, 0)]
+    return scores[order].astype(np.float32), rows[order].astype(np.int64)
 
 
 def _sparse(counts: dict[int, int]) -> dict[int, float]:

@@ -159,7 +159,7 @@ def _open_engine(folder: Path, manifest: dict, documents: list[Document], table:
         from .milvus_engine import MilvusEngine
 
         try:
-            return MilvusEngine.load(folder, engine, documents, len(table), int(manifest["dim"]))
+            return MilvusEngine.load(folder, engine, documents, passage_doc, int(manifest["dim"]))
         except IndexLoadError as exc:
             raise IndexLoadError(f"{exc} {REBUILD_HINT}") from exc
     return FaissEngine.load(folder, documents, passage_doc)

@@ -16,7 +16,7 @@ pymilvus = pytest.importorskip("pymilvus", reason="the Milvus engine is an optio
 import rag  # noqa: E402
 from rag.errors import IndexLoadError, IndexMismatchError, RagError  # noqa: E402
 from rag.filters import Filters  # noqa: E402
-from rag.milvus_engine import MilvusChannels, connect, filter_expression  # noqa: E402
+from rag.milvus_engine import MilvusChannels, MilvusEngine, connect, filter_expression  # noqa: E402
 from tests.conftest import EVAL, SEEDS  # noqa: E402
 
 SEED_QUESTIONS = [json.loads(line)["q"] for line in (EVAL / "seeds_dev.jsonl").read_text("utf-8").splitlines() if line]
@@ -56,7 +56,12 @@ def _ranked(assistant: rag.Assistant, question: str, **filters) -> list[tuple]:
     return [(h.source, h.start, h.end, round(h.score, 4)) for h in assistant.search(question, k=5, **filters)]
 
 
-def test_milvus_gives_the_faiss_results_for_every_seed_question_and_filter(corpus, tmp_path, fake_embedder):
+# 0: every language searched by Milvus; the default: the seeds' small languages searched in memory.
+@pytest.mark.parametrize("local_rows", [0, MilvusEngine.local_language_rows])
+def test_milvus_gives_the_faiss_results_for_every_seed_question_and_filter(
+    corpus, tmp_path, fake_embedder, monkeypatch, local_rows
+):
+    monkeypatch.setattr(MilvusEngine, "local_language_rows", local_rows)
     faiss, milvus = _pair(corpus, tmp_path, fake_embedder)
     faiss.build_index()
     milvus.build_index()
