@@ -330,9 +330,12 @@ class MilvusEngine:
 
     def _fetch(self, rows: np.ndarray, *, keep: bool = False) -> None:
         """Bring the vectors and weights of `rows` into the cache, in one call for those not there yet."""
-        missing = [r for r in dict.fromkeys(np.asarray(rows, dtype=np.int64).tolist()) if r not in self._cache]
+        wanted = list(dict.fromkeys(np.asarray(rows, dtype=np.int64).tolist()))
+        missing = [r for r in wanted if r not in self._cache]
         if not keep and len(self._cache) + len(missing) > self.row_cache + len(self._pinned):
-            self._cache = {r: self._cache[r] for r in self._pinned}  # the in-memory languages stay
+            # Start over with the in-memory languages and this call's rows (all of them: the caller reads them).
+            self._cache = {r: self._cache[r] for r in self._pinned}
+            missing = [r for r in wanted if r not in self._cache]
         for start in range(0, len(missing), FETCH_BATCH):
             chunk = missing[start : start + FETCH_BATCH]
             try:

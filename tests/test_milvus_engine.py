@@ -57,11 +57,13 @@ def _ranked(assistant: rag.Assistant, question: str, **filters) -> list[tuple]:
 
 
 # 0: every language searched by Milvus; the default: the seeds' small languages searched in memory.
-@pytest.mark.parametrize("local_rows", [0, MilvusEngine.local_language_rows])
+# A row cache of 5 passages: every question overflows it, and what it drops is fetched again.
+@pytest.mark.parametrize("local_rows,row_cache", [(0, 5), (MilvusEngine.local_language_rows, MilvusEngine.row_cache)])
 def test_milvus_gives_the_faiss_results_for_every_seed_question_and_filter(
-    corpus, tmp_path, fake_embedder, monkeypatch, local_rows
+    corpus, tmp_path, fake_embedder, monkeypatch, local_rows, row_cache
 ):
     monkeypatch.setattr(MilvusEngine, "local_language_rows", local_rows)
+    monkeypatch.setattr(MilvusEngine, "row_cache", row_cache)
     faiss, milvus = _pair(corpus, tmp_path, fake_embedder)
     faiss.build_index()
     milvus.build_index()
