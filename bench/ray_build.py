@@ -10,7 +10,7 @@ in-process `Embedder.encode_passages` (all cores, after a warm-up call), then th
 second for both and their ratio, Ray's start-up (`ray.init`) apart, the actors' start-up (worker processes and
 model loads) apart from their steady encoding, each actor's throughput, whether the vectors are bit-identical,
 the peak memory of each side, and the same comparison for reading and chunking the 107 files. Prints a
-Markdown table and writes bench/out/ray_build.json; bench/RESULTS.md is left alone.
+Markdown table as the RAY block of bench/RESULTS.md and writes bench/out/ray_build.json.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from results_file import publish  # bench/ is on sys.path when this file runs as a script
 
 import rag
 from rag.chunking import chunk_spans
@@ -203,7 +204,7 @@ def main() -> int:
     result = measure(args.copies, args.workers)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "machine": machine, **result}, indent=2) + "\n")
-    print("\n".join(render(result, command, machine)))
+    publish("RAY", render(result, command, machine), REPO / "bench" / "RESULTS.md")
     return 0
 
 
