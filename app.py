@@ -3,8 +3,9 @@
     python app.py [--config FILE] [--corpus DIR] [--index DIR] [--model NAME] [--build]
                   [--host 127.0.0.1] [--port 7860] [--auth USER:PASSWORD]
 
-Nothing here retrieves, ranks or verifies: Assistant.stream() does. This file turns its StreamEvents and the
-final Answer into HTML, saves uploads into the corpus folder and asks the Assistant to index them.
+Nothing here retrieves, ranks or verifies: Assistant.stream() does. Nothing here writes or deletes a file:
+Assistant.add_documents() and remove_document() do. This file turns the StreamEvents and the final Answer into
+HTML, and passes uploads and removals on to the Assistant.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import html
 import ipaddress
 import os
 import re
-import shutil
 import sys
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import rag
+from rag import citations, corpus_files
 from rag.prompts import MACHINE_TRANSLATION, RELATED_LABEL
 from rag.retrieval import clean_question
 from rag.types import Answer
@@ -45,10 +45,9 @@ USER_ENV, PASSWORD_ENV = "RAG_APP_USER", "RAG_APP_PASSWORD"
 # Answers in flight at once. The chat model serves one at a time inside rag, so the others wait there and see
 # their place in its queue; more than this wait in Gradio's queue, which shows its own position.
 CHAT_CONCURRENCY = 4
-# An upload larger than this, or than [corpus] max_file_mb, is refused before anything is written: the corpus
-# limit exists for whole archives on disk, a browser upload needs a tighter one.
+# An upload larger than this, or than [corpus] max_file_mb, is refused by Gradio before it is written to its
+# temporary folder: the corpus limit exists for whole archives on disk, a browser upload needs a tighter one.
 UPLOAD_CAP_MB = 50
-MAX_NAME_CHARS = 100  # of a saved file's name, before its extension
 CONTEXT_CHARS = 400  # surrounding text shown on each side of a cited passage (about 800 characters in all)
 RELATED_SNIPPET_CHARS = 240
 TITLE_CHARS = 90  # in the table of documents
@@ -114,20 +113,18 @@ def _meta(source: str, date: str | None, lang: str) -> str:
     return " · ".join(parts)
 
 
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-
-
 def link_markers(text: str, numbers: Iterable[int], prefix: str) -> str:
-    """Escape the answer text and turn each [n] that names a source into a link to that source."""
+    """Escape the answer text and turn each citation marker whose sources are all known into links to them:
+    "[1, 2]" and the range "[1-2]" both become a link [1] and a link [2] (rag.citations reads the forms)."""
     known = set(numbers)
 
     def link(match: re.Match) -> str:
-        ns = [int(n) for n in match.group(1).split(",")]
-        if not all(n in known for n in ns):
+        ns = citations.marker_numbers(match.group(1))
+        if not ns or not all(n in known for n in ns):
             return match.group(0)
-        return "".join(f'<a class="rag-cite" href="#{prefix}-{n}">[{n}]</a>' for n in ns)
+        return "".join(f'<a class="rag-cite" href="#{prefix}-{n}">{citations.marker(n)}</a>' for n in ns)
 
-    return _MARKER.sub(link, _esc(text))
+    return citations.MARKER.sub(link, _esc(text))
 
 
 def highlight(text: str, start: int, end: int) -> str:
@@ -292,112 +289,16 @@ def status_markdown(assistant: rag.Assistant, model: str | None = None) -> str:
     )
 
 
-# -- documents: upload and removal ------------------------------------------------------------------------------
-
-
-class UploadRejected(ValueError):
-    """An upload (or removal) refused, with a message for the person who tried it."""
-
-
-@dataclass(frozen=True)
-class SavedUpload:
-    path: Path  # where the file now lies, inside the corpus folder
-    original: str  # the name it was uploaded as
-    wanted: str  # the sanitised name, which the file has unless a document of that name existed
-
-    @property
-    def renamed(self) -> bool:
-        """True when a document named `wanted` existed already, so the file got a suffix."""
-        return self.path.name != self.wanted
-
-    def message(self) -> str:
-        if self.renamed:
-            return (
-                f"Saved {self.original!r} as {self.path.name!r}: a document named {self.wanted!r} exists already, "
-                "so the new one was renamed."
-            )
-        if self.path.name != self.original:
-            return f"Saved {self.original!r} as {self.path.name!r}."
-        return f"Saved {self.path.name!r}."
+# -- documents: what the upload accepts, the table of documents --------------------------------------------------
+# Saving and removing files is the Assistant's (Assistant.add_documents / remove_document): it checks the type,
+# the size and the name again, whatever the browser let through.
 
 
 def upload_limits(config: rag.Config) -> tuple[tuple[str, ...], int]:
-    """The accepted extensions ([corpus] extensions) and the largest upload in bytes."""
-    extensions = tuple(ext.lower() for ext in config.corpus.extensions)
-    max_mb = min(UPLOAD_CAP_MB, config.corpus.max_file_mb)
-    return extensions, int(max_mb * 1024 * 1024)
-
-
-def safe_filename(name: str) -> str:
-    """A plain file name for an uploaded file: no folders, no hidden or option-like names, no odd characters.
-
-    Browsers send a bare name, but any request can send "../../x.txt" or "/etc/passwd": only the last path
-    component is kept (for both separators), so the file always lands directly in the corpus folder. Letters of
-    any script stay ("Özbəkistan.txt", "Узбекистан.txt"); spaces, quotes and the like become "_"."""
-    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, ext = base.rpartition(".")
-    if not dot:
-        stem, ext = base, ""
-    stem = re.sub(r"[^\w.-]+", "_", stem)
-    stem = re.sub(r"_{2,}", "_", stem).strip("._- ")[:MAX_NAME_CHARS].rstrip("._- ") or "document"
-    ext = re.sub(r"[^\w]+", "", ext).lower()
-    return f"{stem}.{ext}" if ext else stem
-
-
-def save_upload(
-    temp_path: str | os.PathLike,
-    original_name: str,
-    corpus_dir: str | os.PathLike,
-    extensions: Iterable[str],
-    max_bytes: int,
-) -> SavedUpload:
-    """Copy an uploaded file into the corpus folder under a safe name, never over an existing file.
-
-    Raises UploadRejected (with the reason) for a type not in `extensions`, an empty file or one larger than
-    `max_bytes`. A name already taken gets a "-2", "-3", ... suffix."""
-    name = safe_filename(original_name)
-    suffix = PurePosixPath(name).suffix.lower()
-    allowed = tuple(extensions)
-    if suffix not in allowed:
-        kind = f"{suffix} files" if suffix else "Files without an extension"
-        raise UploadRejected(
-            f"{original_name!r} was not added: {kind} are not accepted. Accepted: {', '.join(allowed)}."
-        )
-    size = os.path.getsize(temp_path)
-    if size == 0:
-        raise UploadRejected(f"{original_name!r} was not added: the file is empty.")
-    if size > max_bytes:
-        raise UploadRejected(
-            f"{original_name!r} was not added: it has {size / 1048576:.1f} MB, the limit is {max_bytes / 1048576:g} MB."
-        )
-    corpus = Path(corpus_dir).resolve()
-    if not corpus.is_dir():
-        raise UploadRejected(f"The corpus folder {corpus} does not exist; create it and upload again.")
-    stem, suffix = name[: -len(suffix)], name[-len(suffix) :]
-    for attempt in range(1, 10_000):
-        candidate = corpus / (name if attempt == 1 else f"{stem}-{attempt}{suffix}")
-        if candidate.parent != corpus:  # cannot happen after safe_filename; checked because it must never
-            raise UploadRejected(f"{original_name!r} was not added: unsafe file name.")
-        try:
-            # "x": create, never replace; it also refuses a dangling symlink planted under that name.
-            with open(temp_path, "rb") as src, open(candidate, "xb") as dst:
-                shutil.copyfileobj(src, dst)
-        except FileExistsError:
-            continue
-        return SavedUpload(candidate, original_name, name)
-    raise UploadRejected(f"{original_name!r} was not added: too many documents named {name!r}.")
-
-
-def remove_document(source: str, corpus_dir: str | os.PathLike) -> Path:
-    """Delete a document's file, which must lie inside the corpus folder; returns its path."""
-    corpus = Path(corpus_dir).resolve()
-    path = Path(os.path.normpath(corpus / source))
-    if source.startswith(("/", "\\")) or path == corpus or not path.is_relative_to(corpus):
-        raise UploadRejected(f"{source!r} is not a document in the corpus folder.")
-    if not path.is_file():
-        raise UploadRejected(f"{source!r} is no longer in the corpus folder.")
-    path.unlink()
-    return path
+    """The accepted extensions ([corpus] extensions) and the largest upload in bytes, for the upload's label and
+    Gradio's own limit."""
+    extensions, max_bytes = corpus_files.limits(config)  # what the library accepts: never offer more
+    return extensions, min(max_bytes, UPLOAD_CAP_MB * 1024 * 1024)
 
 
 def document_rows(assistant: rag.Assistant) -> list[list[str]]:
@@ -561,33 +462,25 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
 
     # Gradio recognises a progress parameter by its gr.Progress() default.
     def add_documents(files, model, progress=gr.Progress()):  # noqa: B008
-        messages = []
-        saved: list[SavedUpload] = []
+        uploads = []
         for file in files or []:
             path = getattr(file, "name", file)
-            original = getattr(file, "orig_name", None) or Path(path).name
-            try:
-                saved.append(save_upload(path, original, config.corpus.path, extensions, max_bytes))
-                messages.append(saved[-1].message())
-            except UploadRejected as exc:
-                messages.append(str(exc))
-        if not saved:
-            yield "\n\n".join(messages) or "No file was uploaded.", gr.skip(), gr.skip(), gr.skip(), None
+            uploads.append((getattr(file, "orig_name", None) or Path(path).name, Path(path)))
+        if not uploads:
+            yield "No file was uploaded.", gr.skip(), gr.skip(), gr.skip(), None
             return
-        yield "\n\n".join(messages + ["Indexing… (you can keep asking questions meanwhile)"]), *([gr.skip()] * 3), None
-        progress(0.2, desc=f"Indexing {len(saved)} new document{'s' if len(saved) > 1 else ''}")
+        yield "Indexing… (you can keep asking questions meanwhile)", *([gr.skip()] * 3), None
+        progress(0.2, desc=f"Indexing {len(uploads)} new document{'s' if len(uploads) > 1 else ''}")
         try:
-            summary = assistant.build_index()
+            update = assistant.add_documents(uploads)
         except rag.RagError as exc:
-            yield "\n\n".join(messages + [f"Indexing failed: {exc}"]), *side_panel(model), None
+            yield f"Indexing failed: {exc} The uploaded files were not kept.", *side_panel(model), None
             return
-        saved_here = {s.path.name: s.path for s in saved}  # uploads lie at the top of the corpus folder
-        for skipped in summary.skipped:
-            if skipped.source in saved_here:
-                # A file the index cannot read would only be skipped again at every build: do not keep it.
-                saved_here[skipped.source].unlink(missing_ok=True)
-                messages.append(f"{skipped.source} could not be read ({skipped.reason.rstrip('. ')}); it was not kept.")
-        messages.append(build_summary_text(summary))
+        messages = [added.message for added in update.added] + [rejected.reason for rejected in update.rejected]
+        if update.summary is None:  # every file was refused: the index was left alone
+            yield "\n\n".join(messages), gr.skip(), gr.skip(), gr.skip(), None
+            return
+        messages.append(build_summary_text(update.summary))
         yield "\n\n".join(messages), *side_panel(model), None
 
     def delete_document(source, model, progress=gr.Progress()):  # noqa: B008
@@ -597,15 +490,13 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
         if source not in {row[0] for row in document_rows(assistant)}:
             yield f"{source!r} is not an indexed document.", *side_panel(model)
             return
-        try:
-            remove_document(source, config.corpus.path)
-        except UploadRejected as exc:
-            yield str(exc), gr.skip(), gr.skip(), gr.skip()
-            return
-        yield f"Removed {source!r}; updating the index…", gr.skip(), gr.skip(), gr.skip()
+        yield f"Removing {source!r} and updating the index…", gr.skip(), gr.skip(), gr.skip()
         progress(0.3, desc="Updating the index")
         try:
-            summary = assistant.build_index()
+            summary = assistant.remove_document(source)
+        except rag.DocumentRejected as exc:  # refused before anything was deleted
+            yield str(exc), *side_panel(model)
+            return
         except rag.RagError as exc:
             yield f"Removed {source!r}, but the index update failed: {exc}", *side_panel(model)
             return

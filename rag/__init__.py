@@ -5,6 +5,7 @@
     rag.build_index(cfg)
     hits = rag.search("What did Uzbekistan say about territorial integrity?", k=5)
     ans = rag.answer("What did Uzbekistan say about territorial integrity?")
+    rag.get_assistant(cfg).add_document("report.txt", Path("report.txt"))  # into the corpus folder, indexed
 
 Everything public is re-exported here; the modules below are the steps of the pipeline.
 """
@@ -30,10 +31,31 @@ for _name, _value in (
 
 from .assistant import Assistant  # noqa: E402
 from .config import Config, load_config  # noqa: E402
-from .errors import ConfigError, IndexLoadError, IndexMismatchError, ModelError, RagError  # noqa: E402
-from .types import Answer, BuildSummary, Citation, Document, Hit, Passage, SkippedFile, StreamEvent  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    DocumentNotFound,
+    DocumentRejected,
+    IndexLoadError,
+    IndexMismatchError,
+    ModelError,
+    RagError,
+)
+from .types import (  # noqa: E402
+    AddedDocument,
+    Answer,
+    BuildSummary,
+    Citation,
+    CorpusUpdate,
+    Document,
+    Hit,
+    Passage,
+    RejectedFile,
+    SkippedFile,
+    StreamEvent,
+)
 
 __all__ = [
+    "AddedDocument",
     "Answer",
     "Assistant",
     "Citation",
@@ -42,13 +64,17 @@ __all__ = [
     "BuildSummary",
     "Config",
     "ConfigError",
+    "CorpusUpdate",
     "Document",
+    "DocumentNotFound",
+    "DocumentRejected",
     "Hit",
     "IndexLoadError",
     "IndexMismatchError",
     "ModelError",
     "Passage",
     "RagError",
+    "RejectedFile",
     "SkippedFile",
     "build_index",
     "get_assistant",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .text import fold_dotted_i
 from .types import Document
 
 # Long forms of one organisation in two languages score about 0.90-0.94 with multilingual-e5-small; unrelated
@@ -146,7 +147,7 @@ def _letters(acronym: str) -> list[str]:
 
 def _fold(ch: str) -> str:
     # Azerbaijani İ/ı and Latin I/i must meet: both sides compare as plain upper-case letters without dots.
-    return ch.upper().replace("İ", "I")
+    return fold_dotted_i(ch).upper()
 
 
 def _is_function_word(word: str) -> bool:

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from . import grounding, indexer, retrieval, store
+from . import corpus_files, grounding, indexer, retrieval, store
 from .config import Config, load_config
 from .conversation import standalone_question
+from .corpus_files import FileData, SavedFile
 from .decision import decide
-from .errors import IndexLoadError, IndexMismatchError, RagError
+from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagError
 from .evidence import EvidenceModel, select_evidence
 from .language import detect_language
 from .prompts import translate_messages
 from .question import ANSWER_LANGUAGES, Question, answer_language
 from .retrieval import Filters
-from .types import Answer, BuildSummary, Evidence, Hit, StreamEvent
+from .types import AddedDocument, Answer, BuildSummary, CorpusUpdate, Evidence, Hit, RejectedFile, StreamEvent
 
 
 class Assistant:
@@ -47,6 +48,9 @@ class Assistant:
         self._data: store.IndexData | None = None
         self._evidence_model: EvidenceModel | None = None
         self._lock = threading.RLock()
+        # One change of the corpus folder at a time in this process: its files are saved (or deleted) and indexed
+        # together, and a failed index update takes back the files saved for it, not another thread's.
+        self._corpus_lock = threading.Lock()
 
     # -- models -----------------------------------------------------------------------------------------------
     @property
@@ -84,6 +88,93 @@ class Assistant:
         with self._lock:
             self._data = None  # the next search picks up the new generation
         return summary
+
+    # -- documents --------------------------------------------------------------------------------------------
+    def add_document(self, name: str, data: FileData) -> AddedDocument:
+        """Put one document into the corpus folder and index it; raises DocumentRejected, keeping nothing, when
+        it is refused (see add_documents).
+
+        >>> assistant.add_document("report.txt", Path("~/Downloads/report.txt").expanduser())
+        """
+        with self._corpus_lock:
+            saved = corpus_files.save_file(data, name, self.config.corpus.path, *corpus_files.limits(self.config))
+            update = self._index_saved([saved], [])
+        if update.rejected:
+            raise DocumentRejected(update.rejected[0].reason)
+        return update.added[0]
+
+    def add_documents(self, files: Iterable[tuple[str, FileData]]) -> CorpusUpdate:
+        """Put documents into the corpus folder, then bring the index up to date once for all of them.
+
+        `files` are (name, data) pairs: data is the bytes, a pathlib.Path or an open binary file. Each is saved
+        under a plain name made from `name`, never over an existing document (a "-2", "-3", ... suffix instead).
+        A file of a type not in [corpus] extensions, empty, over [corpus] max_file_mb or that the index cannot
+        read is listed in `rejected` and leaves nothing behind; the others go in. When the index update fails,
+        the files saved for it are deleted again and the error is raised: nothing was added."""
+        extensions, max_bytes = corpus_files.limits(self.config)
+        with self._corpus_lock:
+            saved: list[SavedFile] = []
+            rejected: list[RejectedFile] = []
+            try:
+                for name, data in files:
+                    try:
+                        saved.append(corpus_files.save_file(data, name, self.config.corpus.path, extensions, max_bytes))
+                    except DocumentRejected as exc:
+                        rejected.append(RejectedFile(name, str(exc)))
+            except BaseException:  # data of the wrong kind, an interrupt: the files saved so far go too
+                _discard(saved)
+                raise
+            return self._index_saved(saved, rejected)
+
+    def remove_document(self, name: str) -> BuildSummary:
+        """Delete a document's file from the corpus folder (`name` as search results show it, e.g. "2023/a.txt")
+        and update the index, so it is never found again. Raises DocumentNotFound when there is no such file,
+        DocumentRejected for a name outside the corpus folder or of a type the index does not read."""
+        extensions, _ = corpus_files.limits(self.config)
+        with self._corpus_lock:
+            corpus_files.delete_file(name, self.config.corpus.path, extensions)
+            return self.build_index()
+
+    def remove_documents(self, names: Iterable[str]) -> CorpusUpdate:
+        """Delete several documents' files, then update the index once; a name that cannot be removed is listed
+        in `rejected` and the others still go."""
+        extensions, _ = corpus_files.limits(self.config)
+        with self._corpus_lock:
+            removed, rejected = [], []
+            for name in names:
+                try:
+                    corpus_files.delete_file(name, self.config.corpus.path, extensions)
+                    removed.append(name)
+                except DocumentRejected as exc:
+                    rejected.append(RejectedFile(name, str(exc)))
+            summary = self.build_index() if removed else None
+        return CorpusUpdate(removed=tuple(removed), rejected=tuple(rejected), summary=summary)
+
+    def _index_saved(self, saved: list[SavedFile], rejected: list[RejectedFile]) -> CorpusUpdate:
+        """Index the files just saved; a file the build could not read is deleted again and rejected, since it
+        would only be skipped at every later build."""
+        if not saved:
+            return CorpusUpdate(rejected=tuple(rejected))
+        try:
+            summary = self.build_index()
+        except BaseException:
+            _discard(saved)
+            raise
+        unreadable = {skipped.source: skipped.reason for skipped in summary.skipped}
+        manifest = store.read_manifest(Path(self.config.index.path)) or {"files": {}}
+        added = []
+        for file in saved:
+            source = file.path.name  # saved files lie at the top of the corpus folder
+            if source in unreadable:
+                file.path.unlink(missing_ok=True)
+                reason = unreadable[source].rstrip(". ")
+                rejected.append(
+                    RejectedFile(file.original, f"{file.original!r} was not added: it could not be read ({reason}).")
+                )
+                continue
+            passages = manifest["files"].get(source, {}).get("passages", 0)
+            added.append(AddedDocument(source, file.original, file.renamed, passages, file.message()))
+        return CorpusUpdate(added=tuple(added), rejected=tuple(rejected), summary=summary)
 
     def index(self) -> store.IndexData:
         """The index in use, reloaded when a build (here or in another process) switched generations."""
@@ -306,6 +397,12 @@ class Assistant:
     def _similarity(self, texts: list[str], others: list[str]) -> np.ndarray:
         """Cosine of each text with each other text, both encoded as passages (a translation and its quote)."""
         return self.embedder.encode_passages(texts) @ self.embedder.encode_passages(others).T
+
+
+def _discard(saved: list[SavedFile]) -> None:
+    """Take back files saved for an index update that did not happen."""
+    for file in saved:
+        file.path.unlink(missing_ok=True)
 
 
 def quote_language(item: Evidence) -> str:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .text import word_set
 from .types import Document, Passage
 
 _BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
@@ -22,21 +23,17 @@ _FOLLOWING = re.compile(r"\s*[«“„\"'‘(\[—–\-]*\s*(\S?)")
 _HEADING_MAX = 150
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 # Words that a full stop follows without ending the sentence: titles before a name, and short forms that are
 # followed by more of the same sentence even when the next word is capitalised ("г. Баку", "Prof. Smith").
-_TITLES = _words(
+_TITLES = word_set(
     "mr mrs ms dr prof st gen sen rep gov lt col capt sgt maj rev hon pres messrs mt ft jan feb mar apr "
     "jun jul aug sep sept oct nov dec vs cf al approx ca дж тов гр ул пр просп пер пл им св проф акад ген "
     "доц канд напр ср янв фев февр мар апр авг сен сент окт нояб дек dos akad müəl"
 )
 # Short forms that stand before a number: "No. 5", "ст. 12", "səh. 4".
-_BEFORE_NUMBER = _words("no nos nr vol p pp art fig ch sec ст п ч гл стр рис табл т səh b bənd")
+_BEFORE_NUMBER = word_set("no nos nr vol p pp art fig ch sec ст п ч гл стр рис табл т səh b bənd")
 # Dotted lower-case short forms that never end a sentence ("т.д.", "т.п." often do, so they are not here).
-_DOTTED = _words("т.е т.к т.н т.ч т.о e.g i.e a.k.a")
+_DOTTED = word_set("т.е т.к т.н т.ч т.о e.g i.e a.k.a")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Command line: a thin shell over the library. Reads arguments, calls rag, prints text or JSON.
 
     python -m rag index [--corpus DIR] [--index DIR] [--rebuild] [--ray [ADDRESS]] [--ray-workers N]
+    python -m rag add FILE... [--json]
+    python -m rag remove NAME... [--json]
     python -m rag search "question" [--k N] [--lang az] [--source GLOB] [--from DATE] [--to DATE] [--json]
     python -m rag ask "question" [--json] [--model fast|quality|PATH] [--lang az] [--reply-in ru]
     python -m rag eval FILE [--model ...] [--limit N] [--report PATH]
@@ -18,8 +20,9 @@ import dataclasses
 import json
 import sys
 import textwrap
+from pathlib import Path
 
-from . import Assistant, RagError, load_config
+from . import Assistant, BuildSummary, CorpusUpdate, RagError, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         "(overrides [index] ray_address; pip install '.[ray]')",
     )
     p.add_argument("--ray-workers", type=_positive, metavar="N", help="Ray workers (overrides [index] ray_workers)")
+
+    p = commands.add_parser("add", parents=[common], help="copy documents into the corpus folder and index them")
+    p.add_argument("files", nargs="+", metavar="FILE", help="files to add (a type in [corpus] extensions)")
+    p.add_argument("--json", action="store_true", help="print what was added and the index summary as JSON")
+
+    p = commands.add_parser("remove", parents=[common], help="delete documents from the corpus folder and the index")
+    p.add_argument("names", nargs="+", metavar="NAME", help="documents as search shows them, e.g. 2023/report.txt")
+    p.add_argument("--json", action="store_true", help="print what was removed and the index summary as JSON")
 
     p = commands.add_parser("search", parents=[common], help="search the index")
     p.add_argument("query", help="the question or keywords, in any language")
@@ -126,6 +137,11 @@ def _index(cfg, args) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
         return 0
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: BuildSummary) -> None:
     what = "rebuilt" if summary.rebuilt else "updated"
     print(
         f"Index {what} in {summary.seconds:.1f} s: {summary.documents} documents, {summary.passages} passages "
@@ -137,7 +153,30 @@ def _index(cfg, args) -> int:
     if summary.other_file_types:
         counts = ", ".join(f"{n} {ext}" for ext, n in summary.other_file_types.items())
         print(f"  not read (other file types): {counts}; add a type to [corpus] extensions if it holds text.")
-    return 0
+
+
+def _add(cfg, args) -> int:
+    return _print_update(Assistant(cfg).add_documents((Path(f).name, Path(f)) for f in args.files), args.json)
+
+
+def _remove(cfg, args) -> int:
+    return _print_update(Assistant(cfg).remove_documents(args.names), args.json)
+
+
+def _print_update(update: CorpusUpdate, as_json: bool) -> int:
+    """What was added or removed and the index summary; each refused file on stderr, and exit code 1 if any."""
+    if as_json:
+        print(json.dumps(update.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for added in update.added:
+            print(f"{added.message} {added.passages} passage{'s' if added.passages != 1 else ''} indexed.")
+        for name in update.removed:
+            print(f"Removed {name!r}.")
+        if update.summary is not None:
+            _print_summary(update.summary)
+    for rejected in update.rejected:
+        print(f"error: {rejected.reason}", file=sys.stderr)
+    return 1 if update.rejected else 0
 
 
 def _search(cfg, args) -> int:
@@ -186,8 +225,6 @@ def _ask(cfg, args) -> int:
 
 
 def _eval(cfg, args) -> int:
-    from pathlib import Path
-
     from . import evaluation
 
     path = Path(args.file)
@@ -239,7 +276,6 @@ def _stats(cfg, args) -> int:
 
 def _serve(cfg, args) -> int:
     import os
-    from pathlib import Path
 
     from .server import check_binding, serve
 
@@ -264,6 +300,8 @@ def _serve(cfg, args) -> int:
 
 _COMMANDS = {
     "index": _index,
+    "add": _add,
+    "remove": _remove,
     "search": _search,
     "ask": _ask,
     "eval": _eval,

@@ -15,17 +15,20 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from .errors import ConfigError
 
 MODEL_CACHE_ENV = "RAG_MODEL_CACHE"
 
 
 def default_model_cache() -> Path:
-    """Per-user model cache, outside the repository: $RAG_MODEL_CACHE, else $XDG_CACHE_HOME/rag-assistant/models."""
+    """Per-user model cache, outside the repository: $RAG_MODEL_CACHE, else the platform's user cache folder
+    (~/.cache/rag-assistant/models or $XDG_CACHE_HOME on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on
+    Windows)."""
     if os.environ.get(MODEL_CACHE_ENV):
         return Path(os.environ[MODEL_CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag-assistant" / "models"
+    return Path(platformdirs.user_cache_dir("rag-assistant", appauthor=False)) / "models"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 
 from .grounding import numbers_in, question_names
-from .lexical import tokenize
+from .lexical import name_terms
 from .prompts import rewrite_messages
 
 # Words that mark a question as leaning on what was said before, in the three languages.
@@ -43,9 +43,9 @@ def acceptable_rewrite(rewrite: str, question: str) -> bool:
     """The rewrite keeps the follow-up's names and numbers, is one line and not much longer than needed."""
     if not rewrite or "\n" in rewrite.strip() or len(rewrite) > 3 * len(question) + 200:
         return False
-    rewrite_terms = set(tokenize(rewrite))
+    rewrite_terms = name_terms(rewrite)
     for name in question_names(question):
-        terms = set(tokenize(name))
+        terms = name_terms(name)
         if terms and not terms & rewrite_terms:
             return False
     return numbers_in(question) <= numbers_in(rewrite)

@@ -19,7 +19,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +27,7 @@ from types import ModuleType
 import numpy as np
 
 from .chunking import chunk_spans
-from .config import ModelsConfig
+from .config import Config, ModelsConfig
 from .documents import load_document
 from .errors import DocumentSkipped, RagError
 from .types import Document
@@ -346,3 +346,29 @@ def _execution(ray: ModuleType, ds: object, workers: int) -> Iterator[None]:
         ) from None
     finally:
         data_log.setLevel(level)
+
+
+class RayWork:
+    """Reading and embedding on Ray ([index] ray_address): Ray starts at the first use, so a build with
+    nothing to read never starts it, and stops with the build."""
+
+    def __init__(self, cfg: Config, cleanup: ExitStack):
+        self._cfg, self._cleanup, self._started = cfg, cleanup, False
+        address = cfg.index.ray_address
+        self.address = None if address == "local" else address
+        self.workers = cfg.index.ray_workers
+
+    def _start(self) -> None:
+        if not self._started:
+            self._cleanup.enter_context(ray_session(self.address, self.workers))
+            self._started = True
+
+    def read(self, plan: list[tuple[Path, str, os.stat_result | None]], root: Path, max_bytes: int) -> list[FileResult]:
+        self._start()
+        items = [(str(path), source) for path, source, _ in plan]
+        chunking = self._cfg.chunking
+        return read_and_chunk(items, str(root), max_bytes, chunking.size, chunking.overlap, self.address, self.workers)
+
+    def encode(self, texts: list[str], progress: Callable[[int], None]) -> np.ndarray:
+        self._start()
+        return run_embedding(self._cfg.models, texts, self.address, self.workers, progress=progress).vectors

@@ -24,3 +24,12 @@ class IndexMismatchError(IndexLoadError):
 
 class DocumentSkipped(RagError):
     """One file cannot be indexed (empty, binary, unsupported, unreadable...). The build skips it and goes on."""
+
+
+class DocumentRejected(RagError):
+    """A document that cannot be added or removed as asked (a type the index does not read, empty, too large, a
+    name outside the corpus folder). Nothing was written or deleted."""
+
+
+class DocumentNotFound(DocumentRejected):
+    """The document to remove is not in the corpus folder."""

@@ -24,7 +24,7 @@ import numpy as np
 from .chunking import split_sentences
 from .errors import RagError
 from .grounding import names_in
-from .lexical import tokenize
+from .lexical import name_terms, tokenize
 from .question import Question
 from .types import Evidence, Hit
 
@@ -162,13 +162,13 @@ def sentence_features(question: Question, candidates: Sequence[Candidate], dense
     dense_rank = np.argsort(np.argsort(-dense, kind="stable"), kind="stable")
     documents = list(dict.fromkeys(c.hit.source for c in candidates))
     q_terms, q_numbers = question.terms, question.numbers
-    name_terms = question.name_spellings()
+    spellings = question.name_spellings()
     rows = []
     for i, c in enumerate(candidates):
         terms = set(tokenize(c.sentence))
         with_title = terms | set(tokenize(c.hit.title))
         numbers = set(_DIGITS.findall(c.sentence))
-        new_names = [n for n in names_in("x " + c.sentence) if not set(tokenize(n)) & q_terms]
+        new_names = [n for n in names_in("x " + c.sentence) if not name_terms(n) & q_terms]
         document_rank = documents.index(c.hit.source)
         rows.append(
             [
@@ -182,7 +182,7 @@ def sentence_features(question: Question, candidates: Sequence[Candidate], dense
                 float(bool(numbers & q_numbers)),
                 1.0 / (1 + document_rank),
                 float(document_rank == 0),
-                sum(1 for t in name_terms if not t & with_title) / len(name_terms) if name_terms else 0.0,
+                sum(1 for t in spellings if not t & with_title) / len(spellings) if spellings else 0.0,
             ]
         )
     return np.asarray(rows, dtype=np.float64)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunking import split_sentences
+from .citations import marker
 from .language import detect_language
-from .lexical import tokenize
+from .lexical import name_terms
 from .prompts import EXTRACTIVE_INTRO, REFUSAL
 from .types import Citation, Evidence
 
@@ -124,23 +125,23 @@ def missing_question_names(
     `equivalents` maps a name to other spellings that count as mentioning it (the corpus's acronyms of other
     languages: OIC -> İƏT). Capitalised titles and common nouns ("President", "Komitəsinin") are spelt
     differently across languages and land here too, so callers weigh the share missing rather than any one name."""
-    terms = set()
+    terms: set[str] = set()
     for item in evidence:
-        terms |= set(tokenize(f"{item.hit.title} {item.quote}"))
+        terms |= name_terms(f"{item.hit.title} {item.quote}")
     return [
         name
         for name in question_names(question)
-        if set(tokenize(name)) and not name_spellings(name, equivalents or {}) & terms
+        if name_terms(name) and not name_spellings(name, equivalents or {}) & terms
     ]
 
 
 def name_spellings(name: str, equivalents: Mapping[str, Iterable[str]]) -> set[str]:
     """The index terms of a name and of every other spelling that counts as mentioning it (`equivalents` maps a
     word to the corpus's acronyms for it in other languages: OIC -> İƏT)."""
-    terms = set(tokenize(name))
+    terms = set(name_terms(name))
     for word in name.split():
         for other in equivalents.get(word, ()):
-            terms |= set(tokenize(other))
+            terms |= name_terms(other)
     return terms
 
 
@@ -180,8 +181,8 @@ def check_translation(
         return TranslationCheck(False, "untranslated")  # "ABŞ Dövlət katibi" left as it was
     if len(_common_words(quote, translation)) > _COPIED_WORDS_ALLOWED:
         return TranslationCheck(False, "untranslated")
-    translated_terms = set(tokenize(translation))
-    names = [set(tokenize(name)) for start, end in split_sentences(quote) for name in names_in(quote[start:end])]
+    translated_terms = name_terms(translation)
+    names = [name_terms(name) for start, end in split_sentences(quote) for name in names_in(quote[start:end])]
     names = [terms for terms in names if terms]
     if names and sum(1 for terms in names if terms & translated_terms) / len(names) < _NAMES_KEPT:
         return TranslationCheck(False, "names")
@@ -247,14 +248,14 @@ def answer_from_quotes(
         return " ".join(sentences), citations, mode
     intro = EXTRACTIVE_INTRO.get(lang, EXTRACTIVE_INTRO["en"])
     # The quote's own full stop moves after the marker, so the marker stays inside its sentence.
-    quoted = " ".join(f"«{item.quote.strip().rstrip('.')}» [{i}]." for i, item in enumerate(quotes, 1))
+    quoted = " ".join(f"«{item.quote.strip().rstrip('.')}» {marker(i)}." for i, item in enumerate(quotes, 1))
     return f"{intro} {quoted}", citations, "extractive"
 
 
 def _with_marker(sentence: str, n: int) -> str:
     body = sentence.strip()
     end = body[-1] if body and body[-1] in ".!?" else "."
-    return f"{body.rstrip('.!?').rstrip()} [{n}]{end}"
+    return f"{body.rstrip('.!?').rstrip()} {marker(n)}{end}"
 
 
 def refusal(lang: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from . import aliases, store
 from .chunking import chunk_spans
 from .config import Config
+from .distributed import RayWork  # imports Ray only when a build uses it
 from .documents import discover, display_name, load_document
 from .embeddings import backend_fingerprint
 from .engine import MILVUS, FaissChannels
@@ -152,7 +153,7 @@ def build(
     settings = index_settings(cfg, fingerprint)
     summary = BuildSummary()
     with store.build_lock(index_dir), contextlib.ExitStack() as cleanup:
-        ray = _RayWork(cfg, cleanup) if cfg.index.ray_address else None
+        ray = RayWork(cfg, cleanup) if cfg.index.ray_address else None
         try:
             old_manifest = store.read_manifest(index_dir)
         except IndexLoadError:
@@ -342,7 +343,7 @@ def _read_changed(
     cfg: Config,
     summary: BuildSummary,
     warn: Callable[[str], None],
-    ray: _RayWork | None,
+    ray: RayWork | None,
 ) -> tuple[dict[str, Document], dict[str, store.FileState], dict[str, list[tuple[int, int]]]]:
     """The changed files' documents and states; with Ray, also their passage spans (chunked on the workers)."""
     new_docs: dict[str, Document] = {}
@@ -391,38 +392,6 @@ def _ray_result(result, warn: Callable[[str], None], spans: dict[str, list[tuple
     return result.document
 
 
-class _RayWork:
-    """Reading and embedding on Ray ([index] ray_address): Ray starts at the first use, so a build with
-    nothing to read never starts it, and stops with the build."""
-
-    def __init__(self, cfg: Config, cleanup: contextlib.ExitStack):
-        self._cfg, self._cleanup, self._started = cfg, cleanup, False
-        address = cfg.index.ray_address
-        self.address = None if address == "local" else address
-        self.workers = cfg.index.ray_workers
-
-    def _start(self) -> None:
-        if not self._started:
-            from .distributed import ray_session
-
-            self._cleanup.enter_context(ray_session(self.address, self.workers))
-            self._started = True
-
-    def read(self, plan: list[tuple[Path, str, os.stat_result | None]], root: Path, max_bytes: int) -> list:
-        from .distributed import read_and_chunk
-
-        self._start()
-        items = [(str(path), source) for path, source, _ in plan]
-        chunking = self._cfg.chunking
-        return read_and_chunk(items, str(root), max_bytes, chunking.size, chunking.overlap, self.address, self.workers)
-
-    def encode(self, texts: list[str], progress: Callable[[int], None]) -> np.ndarray:
-        from .distributed import run_embedding
-
-        self._start()
-        return run_embedding(self._cfg.models, texts, self.address, self.workers, progress=progress).vectors
-
-
 def _assemble(
     cfg: Config,
     keep: dict[str, store.FileState],
@@ -430,7 +399,7 @@ def _assemble(
     new_spans: dict[str, list[tuple[int, int]]],
     old: store.IndexData | None,
     embedder_factory: Callable[[], object],
-    ray: _RayWork | None,
+    ray: RayWork | None,
 ) -> tuple[list[Document], np.ndarray, np.ndarray, int]:
     """Documents in source order, their passage table and vectors: carried-over rows plus newly embedded ones.
 

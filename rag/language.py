@@ -11,35 +11,33 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .text import word_set
+
 _SAMPLE_CHARS = 5000
 _SHORT_WORDS = 12
 _DEFAULT = "en"
 
 
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 # Languages the identifier may answer with. Rare languages that it confuses with these on short or
 # name-heavy texts (Crimean Tatar, Turkmen, Nigerian Pidgin...) are left out on purpose.
-_LATIN = _words("az tr en de fr es it pt nl pl cs sk ro hu sv da no fi et lv lt hr sl sq uz id ms vi ca eu gl")
-_CYRILLIC = _words("ru uk be bg kk ky mk sr mn tt tg ba")
-_OTHER = _words("ar fa ur he el hy ka zh ja ko hi bn ta th")
-_TURKIC_OR_ENGLISH = _words("az tr en")
+_LATIN = word_set("az tr en de fr es it pt nl pl cs sk ro hu sv da no fi et lv lt hr sl sq uz id ms vi ca eu gl")
+_CYRILLIC = word_set("ru uk be bg kk ky mk sr mn tt tg ba")
+_OTHER = word_set("ar fa ur he el hy ka zh ja ko hi bn ta th")
+_TURKIC_OR_ENGLISH = word_set("az tr en")
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’`][^\W\d_]+)*")
-_EN_WORDS = _words(
+_EN_WORDS = word_set(
     "the a an of and or to in on at for with from by about as is are was were be been has have had do "
     "does did what who whom whose which when where why how this that these those it its he she they his "
     "her their not will would can could should said says say after before than then there here also but "
     "into over"
 )
-_AZ_WORDS = _words(
+_AZ_WORDS = word_set(
     "və ilə üçün nə necə harada hara haqqında hansı hansi kimə kimi niyə nədir neçə nəyi olub edib verib "
     "deyil görə isə ki bu onun onlar bildirib olunub keçirilib görüşüb harda haqda barədə arasında "
     "tərəfindən olaraq sonra əvvəl ildə xarici nazir naziri nazirliyi"
 )
-_TR_WORDS = _words(
+_TR_WORDS = word_set(
     "ve ile için değil nasıl nerede neden niçin şimdi çok gibi olarak bir şey hangi kimin yapılan türkiye "
     "ancak ama fakat ise"
 )

@@ -22,6 +22,8 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from .text import fold_dotted_i
+
 TOKENIZER_VERSION = "prefix6-translit-names-v1"  # stored in the index manifest: changing tokenisation forces a rebuild
 PREFIX_LENGTH = 6
 
@@ -56,7 +58,7 @@ bildirib bildirilib qeyd olunub
 
 
 def _normalise(word: str) -> str:
-    word = word.replace("I", "ı").replace("İ", "i").lower().translate(_FOLD)
+    word = fold_dotted_i(word).lower().translate(_FOLD)
     # Drop any remaining combining marks (é -> e) so that accents never split a word in two.
     return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
 
@@ -101,6 +103,18 @@ def tokenize(text: str) -> list[str]:
             if key:
                 terms.append(key)
     return terms
+
+
+def name_terms(text: str) -> frozenset[str]:
+    """The terms a name is matched by, across scripts and word forms: a name is mentioned in a text when the
+    name's terms and the text's share one. They are the index terms (`tokenize`): folded, transliterated and
+    truncated, with a sound key for a capitalised word, so that "Özbəkistanın" meets "Uzbekistan" and
+    "Байрамов" meets "Bayramov". A name made only of stopwords has none.
+
+    >>> sorted(name_terms("Özbəkistanın")), sorted(name_terms("Uzbekistan"))
+    (['ozbeki', '~zpks'], ['uzbeki', '~zpks'])
+    """
+    return frozenset(tokenize(text))
 
 
 class LexicalIndex:

@@ -5,7 +5,7 @@
 fly, so no calibration data is needed). sentence-transformers' own ONNX backend would need `optimum`, whose
 releases pin transformers below 5 and so break sentence-transformers 6; these two calls need nothing else.
 
-The result is checked like every other model file (SHA256SUMS and a stamp, see models.py) and, before it is
+The result is checked like every other model file (SHA256SUMS and a stamp, see models/stamps.py) and, before it is
 installed, against the PyTorch model it came from: on AGREEMENT_TEXTS (news sentences in az, ru and en) the
 mean cosine between the two models' vectors must reach MIN_AGREEMENT for its variant. Measured on 120 NTREX
 passages (40 per language, 600 characters): fp32 mean 0.9999, int8 mean 0.984 (lowest 0.979), so a graph below

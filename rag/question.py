@@ -13,7 +13,7 @@ import numpy as np
 
 from .grounding import name_spellings, question_names
 from .language import detect_language
-from .lexical import tokenize
+from .lexical import name_terms, tokenize
 
 ANSWER_LANGUAGES = ("az", "ru", "en")
 
@@ -64,7 +64,7 @@ class Question:
     @property
     def names(self) -> list[str]:
         """The names the question mentions (question words left out), those that have index terms."""
-        return [name for name in question_names(self.text) if tokenize(name)]
+        return [name for name in question_names(self.text) if name_terms(name)]
 
     def name_spellings(self) -> list[set[str]]:
         """Per name of the question, the index terms of every spelling that counts as mentioning it."""

@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import DocumentSkipped
+from .text import word_set
 
 SUPPORTED = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
 _MB = 1024 * 1024
@@ -37,10 +38,6 @@ _LEGACY = ["cp1251", "koi8_r", "cp1254", "iso8859_9", "iso8859_5"]
 _CONTROL_SHARE = 0.05
 _SNIFF = 64 * 1024
 _DOCX_MAX_MEMBERS = 10_000
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
 
 
 _BINARY = "looks like binary data, not text; remove it, or export it as UTF-8 text if it is a document."
@@ -296,8 +293,8 @@ def _trafilatura(markup: str) -> tuple[str, str | None, str | None]:
 
 
 class _TagStripper(HTMLParser):
-    _SKIP = _words("script style noscript template nav header footer aside form svg iframe head")
-    _BLOCK = _words("p div br li ul ol tr table h1 h2 h3 h4 h5 h6 section article blockquote pre dd dt hr main")
+    _SKIP = word_set("script style noscript template nav header footer aside form svg iframe head")
+    _BLOCK = word_set("p div br li ul ol tr table h1 h2 h3 h4 h5 h6 section article blockquote pre dd dt hr main")
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -113,10 +113,14 @@ def search(
 
 def _fuse(dense: np.ndarray, lexical: np.ndarray, settings: RetrievalConfig) -> np.ndarray:
     """The weighted mix of dense scores (scaled 0..1, min to max) and lexical scores (already 0..1)."""
-    spread = float(dense.max() - dense.min())
-    dense_norm = (dense - dense.min()) / spread if spread > 0 else np.ones_like(dense)
     total = settings.dense_weight + settings.lexical_weight
-    return (settings.dense_weight * dense_norm + settings.lexical_weight * lexical) / (total or 1.0)
+    return (settings.dense_weight * min_max(dense) + settings.lexical_weight * lexical) / (total or 1.0)
+
+
+def min_max(values: np.ndarray) -> np.ndarray:
+    """`values` scaled to 0..1, the lowest to 0 and the highest to 1; all ones when they are all equal."""
+    spread = float(values.max() - values.min())
+    return (values - values.min()) / spread if spread > 0 else np.ones_like(values)
 
 
 def _document_scores(docs: np.ndarray, dense: np.ndarray, lexical: np.ndarray, settings: RetrievalConfig) -> np.ndarray:

@@ -9,10 +9,13 @@ so any client shows them; `citations` and `refused` ride along as extra fields t
 `stream: true` sends Server-Sent Events in OpenAI's chunk format. The answer is streamed once it is checked, not
 the model's draft tokens, which the check may replace. `GET /v1/models` lists the collections (one config, corpus
 and index each; the request's `model` picks one), `POST /v1/search` returns hits, `GET /health` says it is up.
+`POST /v1/documents` (multipart, one or more "file" fields) adds documents to a collection and indexes them;
+`DELETE /v1/documents/{name}` removes one (Assistant.add_documents / remove_document).
 
-Errors use OpenAI's JSON shape with the matching status: 400 bad request, 401 wrong or missing key, 404 unknown
-model or path, 413 question or body too long, 503 model not ready. No input makes the server stop. Requests for
-the one local chat model queue the way the app's do (the generator holds a lock).
+Errors use OpenAI's JSON shape with the matching status: 400 bad request or refused document, 401 wrong or
+missing key, 404 unknown model, document or path, 413 question or body too long, 503 model not ready. No input
+makes the server stop. Requests for the one local chat model queue the way the app's do (the generator holds a
+lock).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request) at run time.
@@ -24,9 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from .assistant import Assistant
-from .errors import IndexLoadError, ModelError, RagError
+from .errors import DocumentNotFound, DocumentRejected, IndexLoadError, ModelError, RagError
+from .types import CorpusUpdate
 
 MAX_BODY_BYTES = 1_000_000  # a chat request is a few kB; anything near this is a mistake or an attack
+DOCUMENTS = "/v1/documents"
+MAX_UPLOAD_FILES = 100  # in one POST /v1/documents
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -54,6 +60,10 @@ def check_binding(host: str, api_key: str | None) -> None:
 def _error_for(exc: Exception) -> ApiError:
     """A library error as the HTTP error a client can act on."""
     message = str(exc)
+    if isinstance(exc, DocumentNotFound):
+        return ApiError(404, message, code="document_not_found")
+    if isinstance(exc, DocumentRejected):
+        return ApiError(400, message, code="document_rejected")
     if isinstance(exc, ModelError | IndexLoadError):
         return ApiError(503, message, kind="server_error", code="not_ready")
     if isinstance(exc, RagError) and "characters long" in message:
@@ -133,11 +143,14 @@ def create_app(collections: dict[str, Assistant], api_key: str | None = None):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if not collections:
         raise RagError("The API needs at least one collection (a config with a corpus and an index).")
     default = next(iter(collections))
+    # An upload carries documents: in all, one request may hold as much as the largest [corpus] max_file_mb.
+    max_upload_bytes = max(int(a.config.corpus.max_file_mb * 1024 * 1024) for a in collections.values())
     app = FastAPI(title="News assistant (OpenAI-compatible)", docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)
@@ -169,8 +182,11 @@ def create_app(collections: dict[str, Assistant], api_key: str | None = None):
                     code="invalid_api_key",
                 )
             length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                raise ApiError(413, f"The request body is larger than {MAX_BODY_BYTES:,} bytes.")
+            upload = request.url.path == DOCUMENTS and request.method == "POST"
+            limit = max_upload_bytes + MAX_BODY_BYTES if upload else MAX_BODY_BYTES  # room for the form's parts
+            if length and length.isdigit() and int(length) > limit:
+                hint = "; send the documents in several requests, each within [corpus] max_file_mb" if upload else ""
+                raise ApiError(413, f"The request body is larger than {limit:,} bytes{hint}.")
         except ApiError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         return await call_next(request)
@@ -247,6 +263,30 @@ def create_app(collections: dict[str, Assistant], api_key: str | None = None):
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post(DOCUMENTS)
+    async def add_documents(request: Request) -> dict:
+        form = await request.form(max_files=MAX_UPLOAD_FILES)
+        try:
+            name, assistant = assistant_for(form.get("model"))
+            files = [item for item in form.getlist("file") if isinstance(item, UploadFile)]
+            if not files:
+                raise ApiError(
+                    400, "Send the documents as multipart/form-data, each in a field named 'file'.", param="file"
+                )
+            uploads = [(item.filename or "document", item.file) for item in files]
+            update = await _run(lambda: assistant.add_documents(uploads))
+        finally:
+            await form.close()
+        if not update.added:  # all refused: nothing changed, so the request failed
+            raise ApiError(400, " ".join(r.reason for r in update.rejected), param="file", code="document_rejected")
+        return {"object": "corpus.update", "model": name, **update.to_dict()}
+
+    @app.delete(DOCUMENTS + "/{source:path}")
+    async def remove_document(source: str, request: Request) -> dict:
+        name, assistant = assistant_for(request.query_params.get("model"))
+        summary = await _run(lambda: assistant.remove_document(source))
+        return {"object": "corpus.update", "model": name, **CorpusUpdate(removed=(source,), summary=summary).to_dict()}
 
     return app
 

@@ -17,7 +17,6 @@ CURRENT at it. A build killed at any moment therefore leaves CURRENT naming the 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from .aliases import AliasTable
 from .engine import MILVUS, Engine, FaissEngine
@@ -316,14 +316,11 @@ def prune(index_dir: Path, keep: int = 2, engine: dict | None = None) -> None:
 
 @contextlib.contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
-    """One build at a time per index folder; a second one waits rather than interleaving generations."""
+    """One build at a time per index folder; a second one waits rather than interleaving generations.
+    filelock takes an OS lock (flock on POSIX, LockFileEx on Windows), released if the process dies."""
     index_dir.mkdir(parents=True, exist_ok=True)
-    with (index_dir / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(index_dir / ".lock"):
+        yield
 
 
 def _fsync(path: Path) -> None:

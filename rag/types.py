@@ -112,6 +112,53 @@ class BuildSummary:
 
 
 @dataclass(frozen=True)
+class AddedDocument:
+    """A file put into the corpus folder and indexed (Assistant.add_document / add_documents)."""
+
+    source: str  # its name in the corpus folder, as search results and citations show it
+    original: str  # the name it was given as
+    renamed: bool  # a document of its (sanitised) name existed already, so it got a "-2", "-3", ... suffix
+    passages: int  # passages the index holds for it
+    message: str  # one line for the person who added it: "Saved 'a b.txt' as 'a_b.txt'."
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "original": self.original,
+            "renamed": self.renamed,
+            "passages": self.passages,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A file that was not added or removed; `reason` is a whole sentence that names it and says why."""
+
+    name: str  # as it was given
+    reason: str
+
+
+@dataclass(frozen=True)
+class CorpusUpdate:
+    """Files added to or removed from the corpus folder, those refused, and the one index update that followed
+    (None when nothing was added or removed, so the index was left alone)."""
+
+    added: tuple[AddedDocument, ...] = ()
+    removed: tuple[str, ...] = ()
+    rejected: tuple[RejectedFile, ...] = ()
+    summary: BuildSummary | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "added": [doc.to_dict() for doc in self.added],
+            "removed": list(self.removed),
+            "rejected": [{"name": r.name, "reason": r.reason} for r in self.rejected],
+            "index": self.summary.to_dict() if self.summary is not None else None,
+        }
+
+
+@dataclass(frozen=True)
 class Evidence:
     """One sentence offered to the model as support, numbered as the model sees it ([n])."""
 

@@ -1,4 +1,4 @@
-"""app.py without a browser or models: rendering of answers, upload sanitising, removal, launch settings."""
+"""app.py without a browser or models: rendering of answers, the upload's limits, launch settings."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ DOC_TEXT = (
     + "Closing remarks & thanks. " * 30
 )
 QUOTE = "The minister said that Uzbekistan <always> supports territorial integrity."
-EXTENSIONS, MAX_BYTES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx"), 1000
 
 
 def make_document(source: str = "004_uz.txt", text: str = DOC_TEXT) -> rag.Document:
@@ -238,103 +237,7 @@ def test_status_line_comes_from_stats():
 
 
 # -- uploads ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "a" / "b" / "corpus"  # deep, so that "../../x.txt" would still land inside tmp_path
-    folder.mkdir(parents=True)
-    (folder / "existing.txt").write_text("the original document", encoding="utf-8")
-    return folder
-
-
-def upload_file(tmp_path: Path, content: bytes = b"Some news text.") -> Path:
-    path = tmp_path / "incoming" / "upload.bin"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(content)
-    return path
-
-
-def tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("../../x.txt", "x.txt"),
-        ("..\\..\\windows\\x.txt", "x.txt"),
-        ("/etc/passwd.txt", "passwd.txt"),
-        ("my report 'final' \"v2\".txt", "my_report_final_v2.txt"),
-        ("Özbəkistan xəbəri.md", "Özbəkistan_xəbəri.md"),
-        ("Узбекистан.TXT", "Узбекистан.txt"),
-        ("--rm -rf.txt", "rm_-rf.txt"),
-        (".hidden.txt", "hidden.txt"),
-        ("...txt", "document.txt"),
-        ("a\x00b;c|d.txt", "a_b_c_d.txt"),
-    ],
-)
-def test_safe_filename(name, expected):
-    assert app.safe_filename(name) == expected
-
-
-def test_safe_filename_is_short():
-    assert len(app.safe_filename("x" * 500 + ".txt")) <= app.MAX_NAME_CHARS + 4
-
-
-@pytest.mark.parametrize(
-    "name", ["../../x.txt", "/tmp/abs.txt", "..\\evil.md", "-leading-dash.txt", "spaces and 'quotes'.txt", "Мир.txt"]
-)
-def test_upload_lands_inside_the_corpus_folder(tmp_path, corpus, name):
-    incoming = upload_file(tmp_path)
-    outside_before = tree(tmp_path) - {f"a/b/corpus/{p}" for p in tree(corpus)}
-    saved = app.save_upload(incoming, name, corpus, EXTENSIONS, MAX_BYTES)
-    assert saved.path.parent == corpus.resolve()
-    assert saved.path.read_bytes() == b"Some news text."
-    assert not saved.path.name.startswith(("-", "."))
-    outside_after = tree(tmp_path) - {f"a/b/corpus/{p}" for p in tree(corpus)}
-    assert outside_after == outside_before  # nothing written outside the corpus folder
-    assert (corpus / "existing.txt").read_text(encoding="utf-8") == "the original document"
-
-
-def test_absolute_path_without_an_accepted_type_is_rejected(tmp_path, corpus):
-    with pytest.raises(app.UploadRejected, match="not accepted"):
-        app.save_upload(upload_file(tmp_path), "/etc/passwd", corpus, EXTENSIONS, MAX_BYTES)
-    assert tree(corpus) == {"existing.txt"}
-
-
-def test_same_name_as_an_existing_document_is_renamed_and_said_so(tmp_path, corpus):
-    first = app.save_upload(upload_file(tmp_path, b"new one"), "existing.txt", corpus, EXTENSIONS, MAX_BYTES)
-    second = app.save_upload(upload_file(tmp_path, b"newer"), "../existing.txt", corpus, EXTENSIONS, MAX_BYTES)
-    assert (first.path.name, second.path.name) == ("existing-2.txt", "existing-3.txt")
-    assert first.renamed and "renamed" in first.message() and "existing-2.txt" in first.message()
-    assert "exists already" in first.message()
-    assert (corpus / "existing.txt").read_text(encoding="utf-8") == "the original document"
-    assert first.path.read_bytes() == b"new one" and second.path.read_bytes() == b"newer"
-    fresh = app.save_upload(upload_file(tmp_path), "fresh.txt", corpus, EXTENSIONS, MAX_BYTES)
-    assert not fresh.renamed and "renamed" not in fresh.message()
-
-
-def test_a_planted_symlink_is_not_followed(tmp_path, corpus):
-    target = corpus.parent / "outside.txt"
-    (corpus / "link.txt").symlink_to(target)  # dangling: writing through it would create a file outside
-    saved = app.save_upload(upload_file(tmp_path), "link.txt", corpus, EXTENSIONS, MAX_BYTES)
-    assert saved.path.name == "link-2.txt" and not target.exists()
-
-
-@pytest.mark.parametrize("name", ["program.exe", "script.py", "archive.txt.zip", "noextension"])
-def test_wrong_type_is_rejected(tmp_path, corpus, name):
-    with pytest.raises(app.UploadRejected, match="not accepted.*Accepted: .txt"):
-        app.save_upload(upload_file(tmp_path), name, corpus, EXTENSIONS, MAX_BYTES)
-    assert tree(corpus) == {"existing.txt"}
-
-
-def test_oversized_and_empty_uploads_are_rejected(tmp_path, corpus):
-    with pytest.raises(app.UploadRejected, match="limit"):
-        app.save_upload(upload_file(tmp_path, b"x" * (MAX_BYTES + 1)), "big.txt", corpus, EXTENSIONS, MAX_BYTES)
-    with pytest.raises(app.UploadRejected, match="empty"):
-        app.save_upload(upload_file(tmp_path, b""), "empty.txt", corpus, EXTENSIONS, MAX_BYTES)
-    assert tree(corpus) == {"existing.txt"}
+# Saving and removing files is the library's: tests/test_corpus_files.py and tests/test_add_documents.py.
 
 
 def test_upload_limits_come_from_the_corpus_config():
@@ -342,22 +245,6 @@ def test_upload_limits_come_from_the_corpus_config():
     assert app.upload_limits(config) == ((".txt", ".md"), 2 * 1024 * 1024)
     big = rag.load_config({"corpus": {"max_file_mb": 10_000}})
     assert app.upload_limits(big)[1] == app.UPLOAD_CAP_MB * 1024 * 1024
-
-
-# -- removal ------------------------------------------------------------------------------------------------------
-
-
-def test_remove_deletes_only_files_inside_the_corpus(tmp_path, corpus):
-    outside = corpus.parent / "outside.txt"
-    outside.write_text("keep me", encoding="utf-8")
-    for source in ("../outside.txt", str(outside), "/etc/passwd", ".", "sub/../../outside.txt"):
-        with pytest.raises(app.UploadRejected):
-            app.remove_document(source, corpus)
-    assert outside.exists()
-    with pytest.raises(app.UploadRejected, match="no longer"):
-        app.remove_document("missing.txt", corpus)
-    assert app.remove_document("existing.txt", corpus) == corpus.resolve() / "existing.txt"
-    assert tree(corpus) == set()
 
 
 # -- starting -----------------------------------------------------------------------------------------------------
@@ -399,12 +286,6 @@ def test_main_refuses_an_exposed_address_without_credentials(capsys, monkeypatch
 def test_theme_and_css_fetch_nothing_from_elsewhere():
     assert "url(" not in app.CSS
     assert "googleapis" not in str(app.THEME._stylesheets)
-
-
-def test_a_sanitised_name_is_reported_but_not_called_a_rename(tmp_path, corpus):
-    saved = app.save_upload(upload_file(tmp_path), "wind farm.txt", corpus, EXTENSIONS, MAX_BYTES)
-    assert saved.path.name == "wind_farm.txt" and not saved.renamed
-    assert saved.message() == "Saved 'wind farm.txt' as 'wind_farm.txt'."
 
 
 def test_stop_and_clear_reach_the_running_answer_of_their_session_only():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +63,45 @@ def test_search_with_empty_question_is_an_error(corpus, tmp_path, capsys, fake_m
     cli.main(["index", *common])
     assert cli.main(["search", "   ", *common]) == 1
     assert "question is empty" in capsys.readouterr().err
+
+
+def test_add_then_remove_documents(corpus, tmp_path, capsys, fake_model):
+    common = ["--corpus", str(corpus), "--index", str(tmp_path / "idx")]
+    assert cli.main(["index", *common]) == 0
+    capsys.readouterr()
+    report = tmp_path / "wind farm.txt"
+    report.write_text("Wind farm deal\n\nAzerbaijan and Masdar signed a deal on a wind farm.", encoding="utf-8")
+    program = tmp_path / "program.exe"
+    program.write_bytes(b"MZ\x90\x00")
+    assert cli.main(["add", str(report), str(program), *common]) == 1  # one refused: exit 1, the other went in
+    out, err = capsys.readouterr()
+    assert "Saved 'wind farm.txt' as 'wind_farm.txt'." in out and "6 documents" in out and "1 added" in out
+    assert err.startswith("error: 'program.exe' was not added: .exe files are not accepted.") and err.count("\n") == 1
+    assert (corpus / "wind_farm.txt").exists() and not (corpus / "program.exe").exists()
+    assert cli.main(["search", "Masdar wind farm", "--k", "1", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["source"] == "wind_farm.txt"
+
+    assert cli.main(["add", str(report), "--json", *common]) == 0  # the same name again: renamed, not replaced
+    added = json.loads(capsys.readouterr().out)
+    assert [a["source"] for a in added["added"]] == ["wind_farm-2.txt"] and added["added"][0]["renamed"]
+    assert added["index"]["documents"] == 7 and added["rejected"] == []
+
+    assert cli.main(["remove", "wind_farm.txt", "wind_farm-2.txt", "--json", *common]) == 0
+    removed = json.loads(capsys.readouterr().out)
+    assert removed["removed"] == ["wind_farm.txt", "wind_farm-2.txt"] and removed["index"]["documents"] == 5
+    assert not (corpus / "wind_farm.txt").exists()
+    assert cli.main(["remove", "wind_farm.txt", *common]) == 1
+    out, err = capsys.readouterr()
+    assert "no longer in the corpus folder" in err and "Index" not in out  # nothing removed: index left alone
+
+
+def test_add_with_only_refused_files_changes_nothing(corpus, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    before = sorted(p.name for p in corpus.iterdir())
+    command = [sys.executable, "-m", "rag", "add", str(tmp_path / "missing.txt"), "--corpus", str(corpus)]
+    command += ["--index", str(tmp_path / "idx")]
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.startswith("error: 'missing.txt' was not added: it cannot be read (No such file")
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert sorted(p.name for p in corpus.iterdir()) == before and not (tmp_path / "idx").exists()

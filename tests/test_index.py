@@ -250,3 +250,27 @@ def test_very_long_and_mixed_questions_still_search(corpus, make_assistant):
     assistant.build_index()
     assert assistant.search("Bayramov " * 4000, k=2)
     assert assistant.search("Байрамов met Özbəkistan 中文 \u202e", k=2)
+
+
+def test_builds_of_one_index_from_two_processes_wait_for_each_other(corpus, tmp_path):
+    """The build lock (filelock) holds across processes: the second build starts only after the first has
+    written its generation, so it finds nothing to do instead of interleaving a second generation."""
+    import subprocess
+    import sys
+    import textwrap
+
+    sections = {"corpus": {"path": str(corpus)}, "index": {"path": str(tmp_path / "index")}}
+    script = textwrap.dedent(
+        f"""
+        import sys, time, rag
+        from tests.fakes import FakeEmbedder
+        cfg = rag.load_config({sections!r})
+        summary = rag.Assistant(cfg, embedder=FakeEmbedder(sleep_per_passage=0.02)).build_index()
+        print(len(summary.added), time.time(), flush=True)
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    runs = [subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    results = sorted(tuple(float(x) for x in run.communicate(timeout=120)[0].split()) for run in runs)
+    assert [added for added, _ in results] == [0, 5], "one build indexed everything, the other found it done"
+    assert _generations(tmp_path / "index") and len(_generations(tmp_path / "index")) == 1

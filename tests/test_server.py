@@ -199,3 +199,76 @@ def test_another_address_needs_a_key():
         check_binding("0.0.0.0", None)
     check_binding("0.0.0.0", "key")
     check_binding("127.0.0.1", None)
+
+
+@pytest.fixture
+def documents_server(tmp_path):
+    """A collection of its own, behind a key, that the tests may add documents to and remove them from."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    assistant = rag.Assistant(_config(corpus, tmp_path / "index", {}), embedder=FakeEmbedder())
+    assistant.build_index()
+    running = Server(create_app({"news": assistant}, api_key=KEY))
+    yield running, corpus
+    running.stop()
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+WIND_FARM = b"Wind farm deal\n\nAzerbaijan and Masdar signed a deal on a 500 megawatt wind farm near Absheron."
+
+
+def test_documents_are_added_and_removed_through_the_api(documents_server):
+    server, corpus = documents_server
+    files = [("file", ("wind farm.txt", WIND_FARM, "text/plain")), ("file", ("notes.md", b"# Notes\n\nOn Ganja."))]
+    raw = httpx.post(f"{server.url}/v1/documents", files=files, headers=AUTH, timeout=60)
+    assert raw.status_code == 200, raw.text
+    body = raw.json()
+    assert body["model"] == "news" and [a["source"] for a in body["added"]] == ["wind_farm.txt", "notes.md"]
+    assert body["added"][0]["original"] == "wind farm.txt" and body["added"][0]["passages"] >= 1
+    assert body["index"]["documents"] == 7 and sorted(body["index"]["added"]) == ["notes.md", "wind_farm.txt"]
+    assert (corpus / "wind_farm.txt").read_bytes() == WIND_FARM
+    search = httpx.post(f"{server.url}/v1/search", json={"query": "Masdar wind farm", "k": 1}, headers=AUTH)
+    assert search.json()["data"][0]["source"] == "wind_farm.txt"
+
+    raw = httpx.delete(f"{server.url}/v1/documents/wind_farm.txt", headers=AUTH, timeout=60)
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["removed"] == ["wind_farm.txt"] and raw.json()["index"]["removed"] == ["wind_farm.txt"]
+    assert not (corpus / "wind_farm.txt").exists()
+    search = httpx.post(f"{server.url}/v1/search", json={"query": "Masdar wind farm", "k": 20}, headers=AUTH)
+    assert all(hit["source"] != "wind_farm.txt" for hit in search.json()["data"])
+
+
+def test_refused_and_missing_documents_get_400_and_404_in_openais_shape(documents_server):
+    server, corpus = documents_server
+    before = sorted(p.name for p in corpus.iterdir())
+    raw = httpx.post(f"{server.url}/v1/documents", files={"file": ("program.exe", b"MZ")}, headers=AUTH)
+    assert raw.status_code == 400 and raw.json()["error"]["code"] == "document_rejected"
+    assert "'program.exe' was not added: .exe files are not accepted" in raw.json()["error"]["message"]
+    raw = httpx.post(f"{server.url}/v1/documents", files={"file": ("empty.txt", b"")}, headers=AUTH)
+    assert raw.status_code == 400 and "empty" in raw.json()["error"]["message"]
+    raw = httpx.post(f"{server.url}/v1/documents", json={"file": "x"}, headers=AUTH)  # not multipart
+    assert raw.status_code == 400 and raw.json()["error"]["param"] == "file"
+    mixed = [("file", ("ok.txt", b"Some news about Baku.")), ("file", ("bad.exe", b"MZ"))]
+    raw = httpx.post(f"{server.url}/v1/documents", files=mixed, headers=AUTH, timeout=60)
+    assert raw.status_code == 200 and [r["name"] for r in raw.json()["rejected"]] == ["bad.exe"]
+    assert sorted(p.name for p in corpus.iterdir()) == sorted([*before, "ok.txt"])  # the refused left nothing
+
+    raw = httpx.delete(f"{server.url}/v1/documents/missing.txt", headers=AUTH)
+    assert raw.status_code == 404 and raw.json()["error"]["code"] == "document_not_found"
+    outside = corpus.parent / "outside.txt"
+    outside.write_text("keep me", encoding="utf-8")
+    raw = httpx.delete(f"{server.url}/v1/documents/..%2Foutside.txt", headers=AUTH)
+    assert raw.status_code == 400 and "not a document in the corpus folder" in raw.json()["error"]["message"]
+    assert outside.exists()
+    unknown = {"model": "nope"}
+    raw = httpx.post(f"{server.url}/v1/documents", files={"file": ("a.txt", b"x")}, data=unknown, headers=AUTH)
+    assert raw.status_code == 404 and raw.json()["error"]["code"] == "model_not_found"
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_documents_need_the_key_like_everything_else(documents_server):
+    server, corpus = documents_server
+    before = sorted(p.name for p in corpus.iterdir())
+    assert httpx.post(f"{server.url}/v1/documents", files={"file": ("a.txt", b"news")}).status_code == 401
+    assert httpx.delete(f"{server.url}/v1/documents/001_44aa1b61c723b359.txt").status_code == 401
+    assert sorted(p.name for p in corpus.iterdir()) == before

@@ -25,6 +25,7 @@ from relfakes import ROOT, SEEDS, FakeEmbedder, make_config
 import rag
 from rag import models
 from rag.config import ModelsConfig
+from rag.models import stamps
 
 E5 = models.EMBEDDING
 SMOL = models.CHAT_MODELS["smollm2-135m"]
@@ -222,11 +223,11 @@ def test_a_touched_but_intact_model_is_hashed_once_then_trusted(real_cache, tmp_
     os.utime(weights, ns=(1_000_000_000, 1_000_000_000))
     hashed = []
     real_sha = models.sha256_file
-    monkeypatch.setattr(models, "sha256_file", lambda p: hashed.append(Path(p).name) or real_sha(p))
+    monkeypatch.setattr(stamps, "sha256_file", lambda p: hashed.append(Path(p).name) or real_sha(p))
     cfg = ModelsConfig(cache_dir=cache)
     assert models.resolve_embedding_model(cfg) == str(folder)
     assert hashed == ["model.safetensors"]
-    models._HASHED_HERE.clear()  # as a new process would start
+    stamps._HASHED_HERE.clear()  # as a new process would start
     assert models.resolve_embedding_model(cfg) == str(folder)
     assert hashed == ["model.safetensors"], "the stamp must record the verified mtime"
 
