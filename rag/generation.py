@@ -238,6 +238,7 @@ class ServerGenerator:
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         import httpx
+        from httpx_sse import EventSource
 
         if cancel is not None and cancel.is_set():
             return
@@ -267,7 +268,8 @@ class ServerGenerator:
                     response.read()
                     yield from _whole_reply(response.text, self.url)
                     return
-                for piece in _sse_pieces(response.iter_lines(), self.url):
+                events = (event.data for event in EventSource(response).iter_sse())
+                for piece in _sse_pieces(events, self.url):
                     if piece:
                         yield piece
                     if cancel is not None and cancel.is_set():
@@ -319,11 +321,13 @@ def _error_detail(text: str) -> str:
     return str(error if error is not None else data)[:300]
 
 
-def _sse_pieces(lines: Iterable[str], url: str) -> Iterator[str]:
-    for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": ping"), "event:" and "id:" fields
-        data = line[5:].strip()
+def _sse_pieces(events: Iterable[str], url: str) -> Iterator[str]:
+    """The text pieces of a streamed chat completion, from its events' data (httpx-sse has parsed the stream:
+    comments, "event:" and "id:" fields, data split over several lines, any line ending)."""
+    for data in events:
+        data = data.strip()
+        if not data:
+            continue
         if data == "[DONE]":
             return
         try:

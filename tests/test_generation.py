@@ -264,3 +264,38 @@ def test_an_answer_through_the_openai_compatible_server(llama_server, real_assis
     for c in answer.citations:
         assert texts[c.source][c.start : c.end] == c.text
         assert texts[c.source][c.quote_start : c.quote_end] == c.quote
+
+
+def test_server_stream_is_read_by_the_event_stream_rules(tmp_path):
+    """A server's events as the SSE standard allows them: comments, event/id fields, CRLF line ends, and one
+    event's JSON split over two data lines (joined with a newline, still one JSON document)."""
+    import http.server
+    import threading
+
+    body = (
+        b": keep-alive\r\n\r\n"
+        b'event: message\r\nid: 1\r\ndata: {"choices": [{"delta": {"content": "Baku "}}]}\r\n\r\n'
+        b'data: {"choices": [{"delta":\r\ndata:  {"content": "hosted it."}}]}\r\n\r\n'
+        b"data: [DONE]\r\n\r\n"
+        b'data: {"choices": [{"delta": {"content": "never read"}}]}\r\n\r\n'
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the name http.server calls)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = ServerGenerator(f"http://127.0.0.1:{server.server_port}/v1", "m", api_key=None, timeout_s=5)
+        assert reply(gen) == "Baku hosted it."
+    finally:
+        server.shutdown()
