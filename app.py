@@ -4,28 +4,38 @@
                   [--host 127.0.0.1] [--port 7860] [--auth USER:PASSWORD]
 
 Nothing here retrieves, ranks or verifies: Assistant.stream() does. Nothing here writes or deletes a file:
-Assistant.add_documents() and remove_document() do. This file turns the StreamEvents and the final Answer into
-HTML, and passes uploads and removals on to the Assistant.
+Assistant.add_documents() and remove_document() do. rag.presentation turns the StreamEvents and the final Answer
+into HTML; this file shows it, and passes uploads and removals on to the Assistant.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import ipaddress
 import os
-import re
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import rag
-from rag import citations, corpus_files
-from rag.prompts import MACHINE_TRANSLATION, RELATED_LABEL
+from rag import corpus_files
+from rag.presentation import (  # the rendering helpers not used here are re-exported for tests and callers
+    build_summary_text,
+    context_html,  # noqa: F401
+    document_rows,
+    highlight,  # noqa: F401
+    link_markers,  # noqa: F401
+    render_answer_html,
+    render_draft_html,
+    render_error_html,
+    render_refusal_html,  # noqa: F401
+    render_stopped_html,
+    status_markdown,
+)
 from rag.retrieval import clean_question
 from rag.types import Answer
 
@@ -48,9 +58,6 @@ CHAT_CONCURRENCY = 4
 # An upload larger than this, or than [corpus] max_file_mb, is refused by Gradio before it is written to its
 # temporary folder: the corpus limit exists for whole archives on disk, a browser upload needs a tighter one.
 UPLOAD_CAP_MB = 50
-CONTEXT_CHARS = 400  # surrounding text shown on each side of a cited passage (about 800 characters in all)
-RELATED_SNIPPET_CHARS = 240
-TITLE_CHARS = 90  # in the table of documents
 
 EXAMPLES = [
     "What did Armenia refuse to provide to Azerbaijan?",
@@ -96,200 +103,7 @@ ol.rag-sources, ul.rag-related { list-style: none; padding-left: 0; margin: .3em
 """
 
 
-# -- rendering ------------------------------------------------------------------------------------------------
-# Everything below returns one HTML block without blank lines: the chatbot renders messages as Markdown, and a
-# blank line would end the HTML block and let Markdown rewrite the rest.
-
-
-def _esc(text: str) -> str:
-    return html.escape(text).replace("\r", "").replace("\n", "<br>")
-
-
-def _meta(source: str, date: str | None, lang: str) -> str:
-    parts = [f"<code>{_esc(source)}</code>"]
-    if date:
-        parts.append(_esc(date))
-    parts.append(_esc(lang))
-    return " · ".join(parts)
-
-
-def link_markers(text: str, numbers: Iterable[int], prefix: str) -> str:
-    """Escape the answer text and turn each citation marker whose sources are all known into links to them:
-    "[1, 2]" and the range "[1-2]" both become a link [1] and a link [2] (rag.citations reads the forms)."""
-    known = set(numbers)
-
-    def link(match: re.Match) -> str:
-        ns = citations.marker_numbers(match.group(1))
-        if not ns or not all(n in known for n in ns):
-            return match.group(0)
-        return "".join(f'<a class="rag-cite" href="#{prefix}-{n}">{citations.marker(n)}</a>' for n in ns)
-
-    return citations.MARKER.sub(link, _esc(text))
-
-
-def highlight(text: str, start: int, end: int) -> str:
-    """Escape `text` with text[start:end] wrapped in <mark> (offsets clamped to the text)."""
-    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
-    if end <= start:
-        return _esc(text)
-    return f"{_esc(text[:start])}<mark>{_esc(text[start:end])}</mark>{_esc(text[end:])}"
-
-
-def context_html(document: rag.Document, citation) -> str:
-    """About CONTEXT_CHARS of the document on each side of the cited passage, the quote highlighted.
-
-    Empty when the document changed since the answer (its text no longer holds the quote where it was)."""
-    text = document.text
-    if text[citation.quote_start : citation.quote_end] != citation.quote:
-        return ""
-    lo = max(0, citation.start - CONTEXT_CHARS)
-    hi = min(len(text), citation.end + CONTEXT_CHARS)
-    # Start and end on a word boundary, so the window does not open or close mid-word.
-    if lo > 0 and (space := text.find(" ", lo, citation.start)) != -1:
-        lo = space + 1
-    if hi < len(text) and (space := text.rfind(" ", citation.end, hi)) != -1:
-        hi = space
-    body = highlight(text[lo:hi], citation.quote_start - lo, citation.quote_end - lo)
-    return ("… " if lo > 0 else "") + body + (" …" if hi < len(text) else "")
-
-
-def _by_source(documents: Iterable[rag.Document] | Mapping[str, rag.Document]) -> Mapping[str, rag.Document]:
-    return documents if isinstance(documents, Mapping) else {doc.source: doc for doc in documents}
-
-
-def render_answer_html(
-    answer: Answer,
-    documents: Iterable[rag.Document] | Mapping[str, rag.Document] = (),
-    prefix: str = "src",
-    *,
-    stopped: bool = False,
-) -> str:
-    """The final answer as one HTML block: text with linked [n] markers, then the numbered sources.
-
-    A refusal gets its own look and lists Answer.related only under the "closest matches" label, so the
-    passages never read as an answer. `prefix` keeps the anchors of different answers on one page apart."""
-    if answer.refused:
-        return render_refusal_html(answer)
-    docs = _by_source(documents)
-    parts = [f'<div class="rag-answer rag-{_esc(answer.mode)}">']
-    parts.append(_standalone_html(answer))
-    parts.append(f'<p class="rag-text">{link_markers(answer.text, (c.n for c in answer.citations), prefix)}</p>')
-    if answer.citations:
-        parts.append('<div class="rag-sources-label">Sources</div><ol class="rag-sources">')
-        for c in answer.citations:
-            passage = highlight(c.text, c.quote_start - c.start, c.quote_end - c.start)
-            parts.append(
-                f'<li class="rag-source" id="{prefix}-{c.n}">'
-                f'<div><span class="rag-n">[{c.n}]</span> <b>{_esc(c.title)}</b></div>'
-                f'<div class="rag-meta">{_meta(c.source, c.date, c.lang)}</div>'
-                f'<blockquote class="rag-passage">{passage}</blockquote>'
-            )
-            if c.translation:
-                label = MACHINE_TRANSLATION.get(answer.lang, MACHINE_TRANSLATION["en"])
-                parts.append(
-                    f'<div class="rag-translation"><span class="rag-meta">{_esc(label)}:</span> '
-                    f"{_esc(c.translation)}</div>"
-                )
-            document = docs.get(c.source)
-            context = context_html(document, c) if document is not None else ""
-            if context:
-                parts.append(
-                    '<details class="rag-context"><summary>Show the surrounding text</summary>'
-                    f"<div>{context}</div></details>"
-                )
-            parts.append("</li>")
-        parts.append("</ol>")
-    parts.append(_footer_html(answer, stopped))
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def render_refusal_html(answer: Answer) -> str:
-    label = RELATED_LABEL.get(answer.lang, RELATED_LABEL["en"])
-    parts = ['<div class="rag-answer rag-refused">', _standalone_html(answer)]
-    parts.append(f'<p class="rag-refusal"><span class="rag-icon" aria-hidden="true">⊘</span>{_esc(answer.text)}</p>')
-    if answer.related:
-        parts.append(f'<div class="rag-related-label">{_esc(label)}</div><ul class="rag-related">')
-        for hit in answer.related:
-            snippet = hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"
-            parts.append(
-                f"<li><b>{_esc(hit.title)}</b>"
-                f'<div class="rag-meta">{_meta(hit.source, hit.date, hit.lang)}</div>'
-                f'<div class="rag-passage">{_esc(snippet)}</div></li>'
-            )
-        parts.append("</ul>")
-    parts.append(_footer_html(answer))
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def _standalone_html(answer: Answer) -> str:
-    # Shown folded: the rewrite explains what was searched for, but most people never need to look.
-    standalone = answer.standalone_question
-    if not standalone or standalone == answer.question:
-        return ""
-    return (
-        '<details class="rag-standalone"><summary>Understood as a standalone question</summary>'
-        f"<div>{_esc(standalone)}</div></details>"
-    )
-
-
-def _footer_html(answer: Answer, stopped: bool = False) -> str:
-    notes = ["stopped early: only what was verified is shown"] if stopped else []
-    if answer.mode == "extractive":
-        notes.append("quoted from the documents")
-    elif answer.mode == "generated":
-        notes.append("translated from the quoted sources by " + _esc(answer.model or "the chat model"))
-    if answer.confidence is not None:
-        notes.append(f"confidence {answer.confidence:.0%}")
-    if answer.model:
-        notes.append(_esc(answer.model))
-    if "total" in answer.timings:
-        notes.append(f"{answer.timings['total']:.1f} s")
-    return f'<div class="rag-footer">{" · ".join(notes)}</div>' if notes else ""
-
-
-def render_draft_html(status: str, draft: str = "", standalone: str = "") -> str:
-    """What is shown while the answer is on its way: a status line and the unverified draft."""
-    parts = ['<div class="rag-answer rag-draft">']
-    if standalone:
-        parts.append(f'<p class="rag-status">Searching for: {_esc(standalone)}</p>')
-    parts.append(f'<p class="rag-status">{_esc(status)}</p>')
-    if draft:
-        parts.append(f'<p class="rag-draft-text">{_esc(draft)} ▍</p>')
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def render_error_html(message: str) -> str:
-    return f'<div class="rag-answer rag-error"><span class="rag-icon" aria-hidden="true">⚠</span>{_esc(message)}</div>'
-
-
-def render_stopped_html(draft: str) -> str:
-    note = "Stopped before the answer was checked against the documents."
-    extra = f"<details><summary>Unchecked draft</summary><div>{_esc(draft)}</div></details>" if draft else ""
-    return f'<div class="rag-answer rag-stopped"><p>{note}</p>{extra}</div>'
-
-
-def status_markdown(assistant: rag.Assistant, model: str | None = None) -> str:
-    """The side panel's status line, from assistant.stats()."""
-    try:
-        stats = assistant.stats()
-    except rag.RagError as exc:
-        return f"**Index unavailable:** {exc}"
-    languages = ", ".join(f"{lang} {count}" for lang, count in sorted(stats["languages"].items())) or "none"
-    built = str(stats.get("built") or "unknown").replace("T", " ").replace("+00:00", " UTC")
-    chat_model = model or assistant.config.generation.model
-    if assistant.config.generation.server_url:
-        chat_model = f"server {assistant.config.generation.server_model or assistant.config.generation.server_url}"
-    return (
-        f"**{stats['documents']}** documents · **{stats['passages']}** passages · languages: {languages}  \n"
-        f"Chat model: {chat_model} · embeddings: {stats['model']}  \n"
-        f"Index built: {built}"
-    )
-
-
-# -- documents: what the upload accepts, the table of documents --------------------------------------------------
+# -- documents: what the upload accepts (the table of documents is rag.presentation.document_rows) --------------
 # Saving and removing files is the Assistant's (Assistant.add_documents / remove_document): it checks the type,
 # the size and the name again, whatever the browser let through.
 
@@ -299,30 +113,6 @@ def upload_limits(config: rag.Config) -> tuple[tuple[str, ...], int]:
     Gradio's own limit."""
     extensions, max_bytes = corpus_files.limits(config)  # what the library accepts: never offer more
     return extensions, min(max_bytes, UPLOAD_CAP_MB * 1024 * 1024)
-
-
-def document_rows(assistant: rag.Assistant) -> list[list[str]]:
-    """The indexed documents as table rows: file, title, date, language."""
-    try:
-        documents = assistant.index().documents
-    except rag.RagError:
-        return []
-    rows = []
-    for doc in sorted(documents, key=lambda d: d.source):
-        # A file without a headline gets its first paragraph as title: keep the table readable.
-        title = doc.title if len(doc.title) <= TITLE_CHARS else doc.title[:TITLE_CHARS].rstrip() + "…"
-        rows.append([doc.source, title, doc.date or "", doc.lang])
-    return rows
-
-
-def build_summary_text(summary: rag.BuildSummary) -> str:
-    changes = []
-    for label, items in (("added", summary.added), ("updated", summary.changed), ("removed", summary.removed)):
-        if items:
-            changes.append(f"{label} {', '.join(items)}")
-    done = "; ".join(changes) or "nothing changed"
-    totals = f"{summary.documents} documents, {summary.passages} passages"
-    return f"Index updated in {summary.seconds:.1f} s: {done}. {totals}."
 
 
 # -- chat --------------------------------------------------------------------------------------------------------
