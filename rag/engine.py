@@ -20,9 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .filters import Filters, document_mask
+from .filters import Filters, PassageRows
 from .lexical import LexicalIndex
-from .types import Document
 from .vectorstore import VectorIndex
 
 FAISS = "faiss"
@@ -72,22 +71,18 @@ class FaissEngine:
 
     kind = FAISS
 
-    def __init__(self, vectors: VectorIndex, lexical: LexicalIndex, documents: list[Document], passage_doc: np.ndarray):
+    def __init__(self, vectors: VectorIndex, lexical: LexicalIndex, rows: PassageRows):
         self.index = vectors
         self.lexical = lexical
-        self._documents = documents
-        self._passage_doc = passage_doc
-        doc_langs = np.array([doc.lang for doc in documents], dtype=object)
-        row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
-        self._rows_by_lang = {lang: np.flatnonzero(row_langs == lang) for lang in sorted(set(row_langs))}
+        self._rows = rows
         self._last_query: tuple[str, np.ndarray] | None = None
         self.ef_search = 128  # HNSW search breadth; the assistant sets [index] hnsw_ef_search
 
     @classmethod
-    def load(cls, folder: Path, documents: list[Document], passage_doc: np.ndarray) -> FaissEngine:
+    def load(cls, folder: Path, rows: PassageRows) -> FaissEngine:
         vectors = VectorIndex.load(folder / "dense.faiss")
-        lexical = LexicalIndex.load(folder / "lexical", len(passage_doc))
-        return cls(vectors, lexical, documents, passage_doc)
+        lexical = LexicalIndex.load(folder / "lexical", len(rows.passage_doc))
+        return cls(vectors, lexical, rows)
 
     @property
     def size(self) -> int:
@@ -101,23 +96,10 @@ class FaissEngine:
     def lexical_size(self) -> int:
         return self.lexical.size
 
-    def allowed_rows(self, lang: str | None, filters: Filters) -> np.ndarray | None:
-        """The rows a search may return, or None for all of them."""
-        rows = None
-        if lang is not None:
-            rows = self._rows_by_lang.get(lang, np.zeros(0, dtype=np.int64))
-        if not filters.is_empty():
-            doc_ok = document_mask(self._documents, filters)
-            passing = np.flatnonzero(doc_ok[self._passage_doc])
-            rows = passing if rows is None else np.intersect1d(rows, passing)
-        if rows is not None and len(rows) == self.size:
-            return None  # everything passes: no selector needed
-        return rows
-
     def dense_search(
         self, query: np.ndarray, n: int, *, lang: str | None, filters: Filters
     ) -> tuple[np.ndarray, np.ndarray]:
-        allowed = self.allowed_rows(lang, filters)
+        allowed = self._rows.allowed(lang, filters)
         if allowed is not None and len(allowed) == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         return self.index.search(query, n, allowed=allowed, ef_search=self.ef_search)
@@ -126,7 +108,7 @@ class FaissEngine:
         self, query: str, n: int, *, lang: str | None, filters: Filters
     ) -> tuple[np.ndarray, np.ndarray]:
         scores = self._scores(query)
-        allowed = self.allowed_rows(lang, filters)
+        allowed = self._rows.allowed(lang, filters)
         candidates = np.flatnonzero(scores > 0) if allowed is None else allowed[scores[allowed] > 0]
         if len(candidates) > n:
             candidates = candidates[np.argpartition(-scores[candidates], n - 1)[:n]]

@@ -65,3 +65,36 @@ def _date_in_range(date: str | None, filters: Filters) -> bool:
     if filters.date_from and latest < date_bounds(filters.date_from)[0]:
         return False
     return not (filters.date_to and earliest > date_bounds(filters.date_to)[1])
+
+
+class PassageRows:
+    """Which passage rows a search may return, for a language and the filters: what both engines ask, once.
+
+    Retrieval searches each language apart, so one question asks for the same filters once per language and
+    channel; the rows the last filters allow are kept rather than matched against every document again."""
+
+    def __init__(self, documents: list[Document], passage_doc: np.ndarray):
+        self.documents = documents
+        self.passage_doc = passage_doc
+        doc_langs = np.array([doc.lang for doc in documents], dtype=object)
+        row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
+        self.by_lang = {lang: np.flatnonzero(row_langs == lang) for lang in sorted(set(row_langs))}
+        self._last: tuple[Filters, np.ndarray] | None = None
+
+    def passing(self, filters: Filters) -> np.ndarray:
+        """Boolean mask over all rows: those whose document passes `filters`."""
+        last = self._last
+        if last is None or last[0] != filters:
+            last = (filters, document_mask(self.documents, filters)[self.passage_doc])
+            self._last = last  # one assignment: a concurrent search sees the old pair or the new one
+        return last[1]
+
+    def allowed(self, lang: str | None, filters: Filters) -> np.ndarray | None:
+        """The rows in `lang` (all languages when None) that pass `filters`; None when that is every row."""
+        rows = None if lang is None else self.by_lang.get(lang, np.zeros(0, dtype=np.int64))
+        if not filters.is_empty():
+            mask = self.passing(filters)
+            rows = np.flatnonzero(mask) if rows is None else rows[mask[rows]]
+        if rows is not None and len(rows) == len(self.passage_doc):
+            return None
+        return rows

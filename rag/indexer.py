@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from . import aliases, store
-from .chunking import chunk_spans
 from .config import Config
-from .distributed import RayWork  # imports Ray only when a build uses it
-from .documents import discover, display_name, load_document
+from .distributed import RayWork, read_file  # imports Ray only when a build uses it
+from .documents import discover, display_name
 from .embeddings import backend_fingerprint
 from .engine import MILVUS, FaissChannels
-from .errors import ConfigError, DocumentSkipped, IndexLoadError, IndexMismatchError
+from .errors import ConfigError, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
 from .models import model_fingerprint, resolve_embedding_model
 from .types import BuildSummary, Document, SkippedFile
@@ -345,51 +344,47 @@ def _read_changed(
     warn: Callable[[str], None],
     ray: RayWork | None,
 ) -> tuple[dict[str, Document], dict[str, store.FileState], dict[str, list[tuple[int, int]]]]:
-    """The changed files' documents and states; with Ray, also their passage spans (chunked on the workers)."""
+    """The changed files' documents, states and passage spans: read and chunked here, or on Ray workers."""
     new_docs: dict[str, Document] = {}
     states: dict[str, store.FileState] = {}
     spans: dict[str, list[tuple[int, int]]] = {}
     max_bytes = int(cfg.corpus.max_file_mb * 1024 * 1024)
-    read_on_ray = ray.read(plan, root, max_bytes) if ray is not None and plan else None
+    size, overlap = cfg.chunking.size, cfg.chunking.overlap
+    if ray is not None and plan:
+        results = iter(ray.read(plan, root, max_bytes))
+    else:  # one file at a time, so a big corpus's texts are never all read before the first is handled
+        results = (read_file(str(path), source, str(root), max_bytes, size, overlap) for path, source, _ in plan)
     bar = _Progress(len(plan), "file", "reading")
-    for number, (path, source, st) in enumerate(plan):
+    for (path, source, st), result in zip(plan, results, strict=True):
         bar.update()
         old = old_files.get(source)
-        try:
-            if read_on_ray is None:
-                doc = load_document(
-                    path, root, max_bytes, warn=lambda note, s=source: warn(f"{display_name(s)}: {note}")
-                )
-            else:
-                doc = _ray_result(read_on_ray[number], warn, spans)
-            st = st or path.stat()  # a link that was broken at listing time and has been fixed since
-        except (DocumentSkipped, OSError) as exc:
-            reason = str(exc) if isinstance(exc, DocumentSkipped) else f"disappeared while it was read ({exc})"
+        for note in result.notes:
+            warn(f"{display_name(source)}: {note}")
+        reason = result.skip_reason
+        if reason is None:
+            try:
+                st = st or path.stat()  # a link that was broken at listing time and has been fixed since
+            except OSError as exc:
+                reason = f"disappeared while it was read ({exc})"
+        if reason is not None or result.document is None:
+            reason = reason or "could not be read"
             if old is not None and path.exists():
                 # Nothing already indexed is lost: a file that became unreadable keeps its last good version.
                 keep[source] = old
                 reason += " (kept the previously indexed version)"
             _skip(summary, warn, source, reason)
             continue
+        doc = result.document
         state = store.FileState(doc.doc_id, doc.content_hash, st.st_size, st.st_mtime_ns, 0)
         if old is not None and old.content_hash == doc.content_hash:
             keep[source] = state  # touched but not changed: carry the old vectors, remember the new mtime
             continue
         states[source] = state
         new_docs[source] = doc
+        spans[source] = result.spans
         (summary.changed if old is not None else summary.added).append(source)
     bar.close()
     return new_docs, states, spans
-
-
-def _ray_result(result, warn: Callable[[str], None], spans: dict[str, list[tuple[int, int]]]) -> Document:
-    """A file read on a Ray worker, handled as if read here: its notes warned, a skip raised."""
-    for note in result.notes:
-        warn(f"{display_name(result.source)}: {note}")
-    if result.document is None:
-        raise DocumentSkipped(result.skip_reason or "could not be read")
-    spans[result.source] = result.spans
-    return result.document
 
 
 def _assemble(
@@ -413,10 +408,7 @@ def _assemble(
     for source in sorted(set(keep) | set(new_docs)):
         if source in new_docs:
             doc = new_docs[source]
-            chunked = new_spans.get(source)
-            if chunked is None:
-                chunked = chunk_spans(doc.text, cfg.chunking.size, cfg.chunking.overlap)
-            doc_spans = np.array(chunked, dtype=np.int64)
+            doc_spans = np.array(new_spans[source], dtype=np.int64)
         else:
             assert old is not None, "kept files always come with the previous generation loaded"
             rows = old_rows[old_by_source[source]]

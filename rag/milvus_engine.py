@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexLoadError, RagError
-from .filters import Filters, date_bounds, document_mask, source_matches
+from .filters import Filters, PassageRows, date_bounds, source_matches
 from .lexical import LexicalIndex, query_term_counts
 from .types import Document
 
@@ -231,40 +231,25 @@ class MilvusEngine:
     local_language_rows = 2000  # a language with at most this many passages is searched in memory
     row_cache = 4096  # candidate passages whose vectors and weights are kept between calls
 
-    def __init__(
-        self,
-        client: MilvusClient,
-        collection: str,
-        vocabulary: dict[str, int],
-        documents: list[Document],
-        passage_doc: np.ndarray,
-        dim: int,
-    ):
+    def __init__(self, client: MilvusClient, collection: str, vocabulary: dict[str, int], rows: PassageRows, dim: int):
         self._client = client
         self.collection = collection
         self._vocabulary = vocabulary
-        self._documents = documents
-        self._sources = [doc.source for doc in documents]
-        self._passage_doc = passage_doc
-        self._size = len(passage_doc)
+        self._rows = rows
+        self._sources = [doc.source for doc in rows.documents]
+        self._size = len(rows.passage_doc)
         self._dim = dim
         self.ef_search = 128  # HNSW search breadth; the assistant sets [index] hnsw_ef_search
         self._cache: dict[int, tuple[np.ndarray, dict[int, float]]] = {}
         self._pinned: set[int] = set()
-        doc_langs = np.array([doc.lang for doc in documents], dtype=object)
-        row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
-        self._local_rows: dict[str, np.ndarray] = {}
-        for lang in sorted(set(row_langs)):
-            rows = np.flatnonzero(row_langs == lang)
-            if len(rows) <= self.local_language_rows:
-                self._local_rows[lang] = rows
+        self._local_rows = {
+            lang: lang_rows for lang, lang_rows in rows.by_lang.items() if len(lang_rows) <= self.local_language_rows
+        }
         local = np.concatenate(list(self._local_rows.values())) if self._local_rows else np.zeros(0, np.int64)
         self._fetch(local, keep=True)
 
     @classmethod
-    def load(
-        cls, folder: Path, engine: dict, documents: list[Document], passage_doc: np.ndarray, dim: int
-    ) -> MilvusEngine:
+    def load(cls, folder: Path, engine: dict, rows: PassageRows, dim: int) -> MilvusEngine:
         try:
             vocabulary = json.loads((folder / VOCABULARY_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -280,9 +265,11 @@ class MilvusEngine:
             stored = int(client.get_collection_stats(name).get("row_count", -1))
         except MilvusException as exc:
             raise IndexLoadError(f"Milvus at {engine['uri']} cannot open {name} ({exc.message}).") from exc
-        if stored != len(passage_doc):
-            raise IndexLoadError(f"The Milvus collection {name} holds {stored} passages, the index {len(passage_doc)}.")
-        return cls(client, name, vocabulary, documents, passage_doc, dim)
+        if stored != len(rows.passage_doc):
+            raise IndexLoadError(
+                f"The Milvus collection {name} holds {stored} passages, the index {len(rows.passage_doc)}."
+            )
+        return cls(client, name, vocabulary, rows, dim)
 
     @property
     def size(self) -> int:
@@ -324,9 +311,7 @@ class MilvusEngine:
         return scores[keep], rows[keep]
 
     def _passing(self, rows: np.ndarray, filters: Filters) -> np.ndarray:
-        if filters.is_empty():
-            return rows
-        return rows[document_mask(self._documents, filters)[self._passage_doc[rows]]]
+        return rows if filters.is_empty() else rows[self._rows.passing(filters)[rows]]
 
     def _fetch(self, rows: np.ndarray, *, keep: bool = False) -> None:
         """Bring the vectors and weights of `rows` into the cache, in one call for those not there yet."""
@@ -372,8 +357,7 @@ class MilvusEngine:
         hits = result[0] if result else []
         rows = np.array([int(hit["row"]) for hit in hits], dtype=np.int64)
         scores = np.array([float(hit["distance"]) for hit in hits], dtype=np.float32)
-        order = np.lexsort((rows, -scores))  # ties by row, as the FAISS engine orders them
-        return scores[order], rows[order]
+        return _top(scores, rows, len(rows))
 
     def vectors_at(self, rows: list[int]) -> np.ndarray:
         if not rows:
@@ -411,7 +395,7 @@ def _weight(counts: dict[int, int], weights: dict[int, float]) -> float:
 
 
 def _top(scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n best (scores, rows), ties by row: the order `_search` gives Milvus's results."""
+    """The n best (scores, rows), ties by row, as the FAISS engine orders them."""
     order = np.lexsort((rows, -scores))[: max(n, 0)]
     return scores[order].astype(np.float32), rows[order].astype(np.int64)
 

@@ -32,6 +32,7 @@ from filelock import FileLock
 from .aliases import AliasTable
 from .engine import MILVUS, Engine, FaissEngine
 from .errors import IndexLoadError, RagError
+from .filters import PassageRows
 from .types import Document
 
 FORMAT_VERSION = 1
@@ -121,23 +122,27 @@ def load(index_dir: Path) -> IndexData | None:
     try:
         documents = [Document(**json.loads(line)) for line in _lines(folder / "documents.jsonl")]
         table = np.load(folder / "passages.npy", allow_pickle=False)
-        engine = _open_engine(folder, manifest, documents, table)
         centroid_table = np.load(folder / "centroids.npy", allow_pickle=False)
         centroids = dict(zip(manifest["centroid_langs"], centroid_table, strict=True))
         aliases = _read_aliases(folder)
-    except IndexLoadError:
-        raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise IndexLoadError(f"The index in {folder} is damaged ({type(exc).__name__}: {exc}). {REBUILD_HINT}") from exc
-    if table.ndim != 2 or table.shape[1] != 3 or engine.size != len(table) or _lexical_size(engine) != len(table):
+    if table.ndim != 2 or table.shape[1] != 3:
         raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
     if len(documents) != len(manifest["files"]) or (len(table) and table[:, 0].max() >= len(documents)):
         raise IndexLoadError(f"The index in {folder} is inconsistent (document counts differ). {REBUILD_HINT}")
     if not _offsets_valid(table, documents):
         raise IndexLoadError(f"The index in {folder} has passages outside their documents. {REBUILD_HINT}")
     passage_doc = table[:, 0].astype(np.int64)
-    doc_langs = np.array([doc.lang for doc in documents], dtype=object)
-    row_langs = doc_langs[passage_doc] if len(passage_doc) else np.array([], dtype=object)
+    rows = PassageRows(documents, passage_doc)
+    try:
+        engine = _open_engine(folder, manifest, rows)
+    except IndexLoadError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise IndexLoadError(f"The index in {folder} is damaged ({type(exc).__name__}: {exc}). {REBUILD_HINT}") from exc
+    if engine.size != len(table) or _lexical_size(engine) != len(table):
+        raise IndexLoadError(f"The index in {folder} is inconsistent (passage counts differ). {REBUILD_HINT}")
     return IndexData(
         folder=folder,
         manifest=manifest,
@@ -147,22 +152,21 @@ def load(index_dir: Path) -> IndexData | None:
         passage_end=table[:, 2].astype(np.int64),
         engine=engine,
         centroids=centroids,
-        rows_by_lang={lang: np.flatnonzero(row_langs == lang) for lang in centroids},
+        rows_by_lang={lang: rows.by_lang.get(lang, np.zeros(0, dtype=np.int64)) for lang in centroids},
         aliases=aliases,
     )
 
 
-def _open_engine(folder: Path, manifest: dict, documents: list[Document], table: np.ndarray) -> Engine:
+def _open_engine(folder: Path, manifest: dict, rows: PassageRows) -> Engine:
     engine = manifest.get("engine", {"kind": "faiss"})
-    passage_doc = table[:, 0].astype(np.int64) if table.ndim == 2 and table.shape[1:] == (3,) else np.zeros(0)
     if engine.get("kind") == MILVUS:
         from .milvus_engine import MilvusEngine
 
         try:
-            return MilvusEngine.load(folder, engine, documents, passage_doc, int(manifest["dim"]))
+            return MilvusEngine.load(folder, engine, rows, int(manifest["dim"]))
         except IndexLoadError as exc:
             raise IndexLoadError(f"{exc} {REBUILD_HINT}") from exc
-    return FaissEngine.load(folder, documents, passage_doc)
+    return FaissEngine.load(folder, rows)
 
 
 def _lexical_size(engine: Engine) -> int:

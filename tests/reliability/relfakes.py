@@ -35,11 +35,11 @@ def mark(marker_file: str | None, stage: str) -> None:
 
 def slow_down_stages(marker_file: str | None, read_sleep: float, write_sleep: float) -> None:
     """Patch the build (in this process only) so reading sleeps per file and writing sleeps per file written."""
-    from rag import indexer, store
+    from rag import distributed, store
     from rag.lexical import LexicalIndex
     from rag.vectorstore import VectorIndex
 
-    real_load = indexer.load_document
+    real_load = distributed.load_document  # what the build's read_file calls
     first_read = [True]
 
     def load_document(*args, **kwargs):
@@ -80,7 +80,7 @@ def slow_down_stages(marker_file: str | None, read_sleep: float, write_sleep: fl
         mark(marker_file, "writing:switched")
         return result
 
-    indexer.load_document = load_document
+    distributed.load_document = load_document
     store.write_generation = write_generation
     store._fsync = fsync
     store.os.rename = rename
