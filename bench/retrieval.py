@@ -324,7 +324,7 @@ def ntrex_ours(rows: list[dict], work: Path, embedder: Embedder) -> dict:
         summary, seconds, cpu = timed_cpu(assistant.build_index)
         data = assistant.index()
         texts = [
-            cfg.models.passage_prefix + indexer.embedding_text(data.documents[int(d)], data.passage_text(i))
+            embedder.document_prompt + indexer.embedding_text(data.documents[int(d)], data.passage_text(i))
             for i, d in enumerate(data.passage_doc)
         ]
         results["indexing"][target] = {
@@ -522,14 +522,11 @@ def encode_baseline(assistant: rag.Assistant, sample: int | None = None) -> dict
     rows = np.arange(data.size)
     if sample and sample < data.size:
         rows = np.sort(np.random.default_rng(0).choice(data.size, size=sample, replace=False))
-    texts = [
-        models.passage_prefix + indexer.embedding_text(data.documents[int(data.passage_doc[i])], data.passage_text(i))
-        for i in rows
-    ]
+    texts = [indexer.embedding_text(data.documents[int(data.passage_doc[i])], data.passage_text(i)) for i in rows]
     log(f"Reuters encode baseline: encoding {len(texts)} passages in one call ...")
     # The configured backend's own encode call over all texts at once (sentence-transformers' model.encode for
     # "torch"), without the pipeline's slicing and progress reports.
-    vectors, seconds, cpu = timed_cpu(lambda: embedder._encode(texts))
+    vectors, seconds, cpu = timed_cpu(lambda: embedder._encode(texts, query=False))
     # The same texts must give the same vectors; otherwise the two timings would not measure the same work.
     cosines = np.sum(np.asarray(vectors, dtype=np.float32) * data.vectors.vectors()[rows], axis=1)
     log(f"Reuters encode baseline: {len(texts)} passages in {seconds:.1f} s")

@@ -1,7 +1,9 @@
 """Dense embeddings: encodes queries and passages with the configured model and backend.
 
 Queries and passages are encoded differently on purpose: e5 was trained with "query: " and "passage: "
-prefixes, and leaving them out costs retrieval quality.
+prefixes, and leaving them out costs retrieval quality. The prompts are the ones the model folder records
+(config_sentence_transformers.json): sentence-transformers' encode_query / encode_document apply them on
+"torch", and the ONNX path prepends the same strings, read by `recorded_prompts`.
 
 `[models] backend` picks what runs the model: "torch" (sentence-transformers, the only place it and torch are
 imported) or an ONNX graph of the same model exported at setup ("onnx", "onnx-int8"; onnx_encoder.py). The fp32
@@ -20,7 +22,7 @@ import numpy as np
 
 from .config import ModelsConfig
 from .errors import ModelError
-from .models import model_fingerprint, resolve_embedding_model, resolve_onnx_model
+from .models import model_fingerprint, recorded_prompts, resolve_embedding_model, resolve_onnx_model
 
 
 def backend_fingerprint(model_fingerprint_: str, backend: str) -> str:
@@ -36,8 +38,7 @@ class Embedder:
         self.backend = models.backend
         self.fingerprint = backend_fingerprint(model_fingerprint(self.reference), self.backend)
         self.name = models.embedding
-        self.query_prefix = models.query_prefix
-        self.passage_prefix = models.passage_prefix
+        self.query_prompt, self.document_prompt = recorded_prompts(self.reference)
         self.batch_size = models.batch_size
         self._model = None
         self._onnx = None
@@ -83,26 +84,31 @@ class Embedder:
         return [len(x) for x in ids]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode([self.query_prefix + t for t in texts])
+        return self._encode(list(texts), query=True)
 
     def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Encode in slices so a caller can show progress and memory stays bounded on huge corpora."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         step = max(self.batch_size * 8, 1)
         for start in range(0, len(texts), step):
-            chunk = [self.passage_prefix + t for t in texts[start : start + step]]
-            out[start : start + len(chunk)] = self._encode(chunk)
+            chunk = list(texts[start : start + step])
+            out[start : start + len(chunk)] = self._encode(chunk, query=False)
             if progress is not None:
                 progress(len(chunk))
         return out
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._onnx is not None:
-            return self._onnx.encode(texts)
-        vectors = self._model.encode(
+            prompt = self.query_prompt if query else self.document_prompt
+            return self._onnx.encode([prompt + t for t in texts])
+        # The prompt is passed explicitly: sentence-transformers 6 gives every model an empty "document" prompt,
+        # which encode_document prefers to the "passage" prompt e5 records, and would drop "passage: " unasked.
+        encode = self._model.encode_query if query else self._model.encode_document
+        vectors = encode(
             texts,
+            prompt=self.query_prompt if query else self.document_prompt,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

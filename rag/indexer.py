@@ -27,7 +27,7 @@ from .embeddings import backend_fingerprint
 from .engine import MILVUS, FaissChannels
 from .errors import ConfigError, IndexLoadError, IndexMismatchError
 from .lexical import TOKENIZER_VERSION, LexicalIndex
-from .models import model_fingerprint, resolve_embedding_model
+from .models import model_fingerprint, recorded_prompts, resolve_embedding_model
 from .types import BuildSummary, Document, SkippedFile
 from .vectorstore import VectorIndex
 
@@ -64,7 +64,8 @@ def index_settings(cfg: Config, fingerprint: str) -> dict:
         "model": {
             "name": cfg.models.embedding,
             "fingerprint": fingerprint,
-            "passage_prefix": cfg.models.passage_prefix,
+            # the model's recorded document prompt; the key keeps its old name so existing indexes still match
+            "passage_prefix": recorded_prompts(resolve_embedding_model(cfg.models))[1],
             "embed_text": EMBED_TEXT_VERSION,
         },
         "chunking": {"size": cfg.chunking.size, "overlap": cfg.chunking.overlap},

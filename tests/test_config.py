@@ -1,6 +1,8 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import rag
 from rag.config import default_model_cache
@@ -45,6 +47,16 @@ def test_dict_and_section_overrides():
         ({"chunking": {"size": 100, "overlap": 100}}, "overlap (100) must be smaller than size (100)"),
         ({"index": {"on_mismatch": "ignore"}}, "on_mismatch must be"),
         ({"answer": {"max_question_chars": 5}}, "[answer] max_question_chars must be at least 20"),
+        ({"answer": {"translate": 1}}, "[answer] translate must be true or false, got 1."),
+        ({"answer": {"min_confidence": 1.5}}, "[answer] min_confidence must be at most 1"),
+        ({"retrieval": {"k": True}}, "[retrieval] k must be a whole number, got True."),
+        ({"retrieval": {"k": 0}}, "[retrieval] k must be at least 1, got 0."),
+        ({"models": {"backend": "gpu"}}, '[models] backend must be "torch", "onnx" or "onnx-int8", got \'gpu\'.'),
+        ({"corpus": {"extensions": [".txt", 3]}}, "[corpus] extensions must be a list of strings"),
+        ({"corpus": {"path": 3}}, "[corpus] path must be a path string, got 3."),
+        ({"index": {"milvus_collection": "9x"}}, "milvus_collection must be letters, digits and underscores"),
+        ({"answer": {"refuse_below": 0.3}}, "[answer] refuse_below is no longer used"),
+        ({"models": {"query_prefix": "query: "}}, "[models] query_prefix is no longer used: the query and passage"),
     ],
 )
 def test_bad_values_get_messages_that_name_the_key(data, message):
@@ -68,3 +80,18 @@ def test_model_cache_follows_the_environment(monkeypatch, tmp_path):
     assert rag.load_config({}).models.cache == tmp_path / "cache"
     cfg = rag.load_config({"models": {"cache_dir": str(tmp_path / "other")}})
     assert cfg.models.cache == tmp_path / "other"
+
+
+def test_a_changed_copy_is_checked_like_a_loaded_one():
+    cfg = rag.load_config({})
+    assert dataclasses.replace(cfg.retrieval, k=9).k == 9
+    with pytest.raises(ValidationError):
+        dataclasses.replace(cfg.retrieval, k="9")
+    with pytest.raises(rag.ConfigError, match=r"\[chunking\] overlap \(700\) must be smaller than size \(600\)"):
+        cfg.with_overrides(chunking={"overlap": 700})
+
+
+def test_an_empty_cache_dir_means_the_default_and_toml_numbers_fill_float_keys():
+    cfg = rag.load_config({"models": {"cache_dir": ""}, "corpus": {"max_file_mb": 2}})
+    assert cfg.models.cache_dir is None and cfg.models.cache == default_model_cache()
+    assert cfg.corpus.max_file_mb == 2.0 and isinstance(cfg.corpus.max_file_mb, float)

@@ -109,3 +109,35 @@ def test_an_index_built_with_torch_is_not_searched_with_int8(embedders, tmp_path
     int8 = rag.Assistant(replace(cfg, models=replace(cfg.models, backend="onnx-int8")), embedder=embedders["onnx-int8"])
     with pytest.raises(rag.IndexMismatchError, match="onnx-int8"):
         int8.search("Bayramov", k=1)
+
+
+def test_the_prompts_are_the_ones_the_model_folder_records(tmp_path):
+    from rag.models import recorded_prompts
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    assert recorded_prompts(str(folder)) == ("", "")  # a model trained without prompts gets none
+    settings = {"prompts": {"query": "Q> ", "corpus": "C> ", "passage": "P> "}, "default_prompt_name": None}
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(settings), encoding="utf-8")
+    assert recorded_prompts(str(folder)) == ("Q> ", "P> ")  # sentence-transformers' order: document, passage, corpus
+    (folder / "config_sentence_transformers.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(ModelError, match="not readable JSON"):
+        recorded_prompts(str(folder))
+
+
+@pytest.mark.model
+def test_both_backends_apply_the_recorded_e5_prompts(embedders):
+    """encode_query / encode_document (torch) and the ONNX path must both put "query: " / "passage: " first,
+    as e5 was trained: the vectors equal those of the prefixed text encoded with no prompt at all."""
+    texts = ["Xələfov met Usmanov in Baku.", "Министр обсудил вопросы региональной безопасности."]
+    model = embedders["torch"]._model
+    plain = {
+        kind: model.encode([f"{kind}: {t}" for t in texts], prompt="", normalize_embeddings=True)
+        for kind in ("query", "passage")
+    }
+    for backend in ("torch", "onnx"):
+        embedder = embedders[backend]
+        assert (embedder.query_prompt, embedder.document_prompt) == ("query: ", "passage: ")
+        assert (embedder.encode_queries(texts) * plain["query"]).sum(1).min() >= 0.999, backend
+        assert (embedder.encode_passages(texts) * plain["passage"]).sum(1).min() >= 0.999, backend
+        assert (embedder.encode_queries(texts) * plain["passage"]).sum(1).max() < 0.999, backend

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -95,6 +96,27 @@ def resolve_embedding_model(models_cfg) -> str:
         f"with `{FIX}`; (2) the path of a sentence-transformers folder; (3) the name of a model already "
         "downloaded to the Hugging Face cache (this program never downloads at run time)."
     )
+
+
+# The prompt names sentence-transformers' encode_document looks for, in its order.
+_DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+
+
+def recorded_prompts(reference: str) -> tuple[str, str]:
+    """(query prompt, document prompt) that the model recorded in its config_sentence_transformers.json, as
+    sentence-transformers' encode_query / encode_document use them; "" where it recorded none (a model trained
+    without prompts). `reference` is what resolve_embedding_model returned."""
+    folder = Path(reference).expanduser()
+    if not folder.is_dir():
+        snapshot = _hub_snapshot(reference)
+        folder = _hf_hub_cache() / f"models--{reference.replace('/', '--')}" / "snapshots" / str(snapshot)
+    file = folder / "config_sentence_transformers.json"
+    try:
+        prompts = json.loads(file.read_text(encoding="utf-8")).get("prompts") or {} if file.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{file} is not readable JSON ({exc}). Run `{FIX}` or restore the model folder.") from exc
+    document = next((prompts[name] for name in _DOCUMENT_PROMPT_NAMES if name in prompts), "")
+    return prompts.get("query", ""), document
 
 
 def resolve_onnx_model(models_cfg) -> Path:
