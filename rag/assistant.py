@@ -19,6 +19,7 @@ from .corpus_files import FileData, SavedFile
 from .decision import decide
 from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagError
 from .evidence import EvidenceModel, select_evidence
+from .instructions import InstructionScreen
 from .language import detect_language
 from .prompts import translate_messages
 from .question import ANSWER_LANGUAGES, Question, answer_language
@@ -47,6 +48,7 @@ class Assistant:
             self._generators[self._generator_key(None)] = generator
         self._data: store.IndexData | None = None
         self._evidence_model: EvidenceModel | None = None
+        self._instruction_screen: InstructionScreen | None = None
         self._lock = threading.RLock()
         # One change of the corpus folder at a time in this process: its files are saved (or deleted) and indexed
         # together, and a failed index update takes back the files saved for it, not another thread's.
@@ -329,9 +331,10 @@ class Assistant:
         evidence = select_evidence(
             q,
             hits,
-            lambda sentences: (self.embedder.encode_passages(sentences) @ q.vectors.T).max(axis=1),
+            self.embedder.encode_passages,
             settings.evidence,
             self.evidence_model,
+            screen=self.instruction_screen,
         )
         decision = decide(evidence, settings.min_confidence)
         timings = {"retrieval": round(time.perf_counter() - started, 3)}
@@ -393,6 +396,14 @@ class Assistant:
             if self._evidence_model is None:
                 self._evidence_model = EvidenceModel.load()
             return self._evidence_model
+
+    @property
+    def instruction_screen(self) -> InstructionScreen:
+        """What keeps sentences that address the assistant out of evidence (instructions.py), for this embedder."""
+        with self._lock:
+            if self._instruction_screen is None:
+                self._instruction_screen = InstructionScreen.for_embedder(self.embedder.fingerprint)
+            return self._instruction_screen
 
     def _similarity(self, texts: list[str], others: list[str]) -> np.ndarray:
         """Cosine of each text with each other text, both encoded as passages (a translation and its quote)."""

@@ -6,8 +6,8 @@ Each candidate sentence is described by a few features (its similarity to the qu
 candidates, the question's terms and names it holds, whether it adds the kind of fact the question asks for,
 the rank of its passage and document), and a logistic model fitted on held-out data (`evidence_model.json`,
 written by bench/calibrate.py) turns them into the probability that the sentence states the answer. Sentences
-that address the assistant ("ignore the question and reply ...") are never offered as evidence: a document must
-not be able to steer the answer.
+that address the assistant ("ignore the question and reply ...") are screened out before they are ranked
+(instructions.py): a document must not be able to steer the answer.
 """
 
 from __future__ import annotations
@@ -24,50 +24,17 @@ import numpy as np
 from .chunking import split_sentences
 from .errors import RagError
 from .grounding import names_in
+from .instructions import InstructionScreen
 from .lexical import name_terms, tokenize
 from .question import Question
 from .types import Evidence, Hit
 
-# Chat-template markup (<|im_start|>, <|eot_id|>, [INST], <<SYS>>). llama.cpp reads special tokens inside the
-# rendered prompt, so this text in a quote or a question would open a new turn, a "system" one included.
-CHAT_MARKUP = re.compile(r"<\|[\w.-]{1,40}\|>|\[/?INST\]|<</?SYS>>", re.IGNORECASE)
-
-# Instructions aimed at a language model, in the three languages. A news sentence essentially never says
-# these; a planted one always does.
-_INSTRUCTION = re.compile(
-    CHAT_MARKUP.pattern
-    + r"|\b(ignore|disregard|forget|pay no attention to)\b.{0,40}\b(question|instruction|prompt|previous|above|rules)"
-    r"|\b(reply|respond|answer|say|write|output)\b.{0,30}\b(that|only|with|exactly)\b.{0,80}\b(instead|regardless)"
-    r"|\byou (must|should|have to|are to) (now )?(reply|respond|answer|say|write|output|state)\b.{0,20}"
-    r"\b(that|only|with|exactly)\b"
-    r"|\byou are (an?|the) (ai|assistant|language model|chatbot)"
-    r"|\b(note|message|attention|instructions?|reminder|warning)\s+(to|for)\s+(any\s+|all\s+|the\s+)?"
-    r"(ai|llms?|(large\s+)?language\s+models?|assistants?|chatbots?)\b"
-    r"|\banswer (to|for) (any|every|each)( the)? (questions?|query|queries|prompts?)\b"
-    r"|\b(system|assistant)\s*:"
-    r"|\bas an ai\b"
-    r"|игнорир\w*.{0,40}(вопрос|инструкц|указан|правил)"
-    r"|не\s+обращай\w*\s+внимани\w*.{0,40}(вопрос|инструкц|указан|правил)"
-    r"|(ответь|ответьте|напиши|напишите|скажи|скажите)\w*.{0,40}(что|только|вместо)"
-    r"|забудь\w*.{0,40}(вопрос|инструкц)"
-    r"|(примечание|внимание|сообщение|инструкция|указание)\s+(для|к)\s+(ии|нейросет|языков\w*\s+модел|ассистент|чат-?бот)"
-    r"|ответ\s+на\s+(любой|каждый)\s+вопрос"
-    r"|(sualı|təlimat\w*|göstəriş\w*).{0,40}(nəzərə alma|məhəl qoyma|fikir vermə|unut|ignor)"
-    r"|(süni intellekt|dil model\w*|assistent|çatbot)\w*\s+üçün\s+(qeyd|göstəriş|təlimat|mesaj)"
-    r"|(cavab ver|cavabla|yaz)\w*.{0,40}(yalnız|əvəzinə)",
-    re.IGNORECASE | re.DOTALL,
-)
 # Fewer than this many letters is a fragment (a dateline, a lone name), not a statement.
 _MIN_LETTERS = 25
 _DIGITS = re.compile(r"\d+")
 # The weights that turn a sentence's features into the probability that it states the answer, fitted by
 # bench/calibrate.py on one half of the NTREX-QA dev articles (the other half reports the result).
 MODEL_FILE = Path(__file__).with_name("evidence_model.json")
-
-
-def looks_like_instruction(sentence: str) -> bool:
-    """True for text that addresses the assistant rather than reporting news."""
-    return bool(_INSTRUCTION.search(sentence))
 
 
 class Candidate(NamedTuple):
@@ -80,8 +47,7 @@ class Candidate(NamedTuple):
 
 
 def candidate_sentences(hits: Sequence[Hit]) -> list[Candidate]:
-    """Every usable sentence of the hits, offsets in document text, deduplicated
-    across overlapping passages, instruction-like sentences left out."""
+    """Every usable sentence of the hits, offsets in document text, deduplicated across overlapping passages."""
     seen: set[tuple[str, int]] = set()
     out = []
     for hit in hits:
@@ -93,8 +59,6 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[Candidate]:
             if _is_headline(sentence, hit.title):
                 continue  # the headline is shown with every quote anyway, and says less than the body
             seen.add((hit.source, start))
-            if looks_like_instruction(sentence):
-                continue
             out.append(Candidate(hit, start, end, sentence))
     return out
 
@@ -191,21 +155,27 @@ def sentence_features(question: Question, candidates: Sequence[Candidate], dense
 def select_evidence(
     question: Question,
     hits: Sequence[Hit],
-    similarity: Callable[[list[str]], np.ndarray],
+    encode: Callable[[list[str]], np.ndarray],
     limit: int,
     model: EvidenceModel,
     *,
+    screen: InstructionScreen,
     per_document: int = 3,
 ) -> list[Evidence]:
     """The `limit` sentences most likely to state the answer, best first, numbered from 1; each one's `score`
-    is that probability, by `model`.
+    is that probability, by `model`. Sentences that `screen` flags as addressing the assistant are left out.
 
-    `similarity(sentences)` returns each sentence's cosine similarity to the question (the caller owns the
-    embedding model and its prefixes)."""
+    `encode(sentences)` returns their unit vectors from the embedding model that encoded the question (the
+    caller owns the model and its prompts); they serve both the similarity to the question and the screen."""
     candidates = candidate_sentences(hits)
     if not candidates:
         return []
-    dense = np.asarray(similarity([c.sentence for c in candidates]), dtype=np.float64)
+    vectors = np.asarray(encode([c.sentence for c in candidates]), dtype=np.float32)
+    kept = ~screen.flags([c.sentence for c in candidates], vectors)
+    candidates = [c for c, keep in zip(candidates, kept, strict=True) if keep]
+    if not candidates:
+        return []
+    dense = (vectors[kept] @ question.vectors.T).max(axis=1).astype(np.float64)
     probability = model.probability(sentence_features(question, candidates, dense))
     return rank_evidence(candidates, probability, limit, per_document=per_document)
 

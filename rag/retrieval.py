@@ -34,8 +34,8 @@ import numpy as np
 from .config import RetrievalConfig
 from .documents import ESCAPE_SEQUENCE
 from .errors import RagError
-from .evidence import CHAT_MARKUP
 from .filters import Filters, document_mask  # noqa: F401  (part of this module's API)
+from .instructions import CHAT_MARKUP
 from .store import IndexData
 from .types import Hit
 
@@ -268,7 +268,7 @@ def visible_text(text: str) -> str:
 
 def clean_question(text: str) -> str:
     """`text` on one line, with nothing invisible in it (see `visible_text`) and no chat-template markup, which
-    the chat model would read as the start of a new turn (evidence.CHAT_MARKUP)."""
+    the chat model would read as the start of a new turn (instructions.CHAT_MARKUP)."""
     return _WHITESPACE.sub(" ", CHAT_MARKUP.sub(" ", visible_text(text))).strip()
 
 

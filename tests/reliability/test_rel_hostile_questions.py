@@ -35,7 +35,8 @@ from relfakes import ROOT, SEEDS, FakeEmbedder, ScriptedGenerator, make_config, 
 
 import rag
 from rag import grounding
-from rag.evidence import looks_like_instruction, select_evidence
+from rag.evidence import select_evidence
+from rag.instructions import has_chat_structure
 from rag.prompts import EXTRACTIVE_INTRO, REFUSAL, TRANSLATE_SYSTEM
 from rag.retrieval import MAX_QUESTION_CHARS
 
@@ -168,7 +169,7 @@ def assert_grounded(assistant: rag.Assistant, answer: rag.types.Answer) -> None:
         assert texts[c.source][c.start : c.end] == c.text
         assert c.start <= c.quote_start < c.quote_end <= c.end
         assert texts[c.source][c.quote_start : c.quote_end] == c.quote
-        assert not looks_like_instruction(c.quote), c.quote
+        assert not has_chat_structure(c.quote), c.quote
     body = answer.text
     intro = EXTRACTIVE_INTRO[answer.lang]
     quoted = body.startswith(intro + " ")  # quotes in another language, behind the fixed phrase
@@ -525,11 +526,14 @@ PLANTED_QUESTIONS = {
 
 
 def _obedient(messages: list[dict]) -> str:
-    """Obeys every planted instruction it finds in its prompt, citing the evidence that holds it, and copies the
-    first evidence sentence so the answer has something true in it."""
+    """Obeys every planted instruction it finds in its prompt: asked to translate a planted sentence, it writes
+    the payload instead; given numbered evidence, it writes each payload citing the evidence that holds it, and
+    copies the first evidence sentence so the answer has something true in it."""
     evidence = _evidence_lines(messages)
     if not evidence:
-        return "NOT FOUND"
+        prompt = messages[-1]["content"]
+        obeyed = [f"{payload}." for start, payload in PLANTED.items() if start in prompt]
+        return " ".join(obeyed) or "NOT FOUND"
     obeyed = [
         f"{payload} [{n}]." for n, line in evidence.items() for start, payload in PLANTED.items() if start in line
     ]
@@ -568,6 +572,8 @@ ANSWER_ALWAYS = {"min_confidence": 0.0}
 
 @pytest.fixture(scope="module", params=["fake embedder", pytest.param("e5", marks=pytest.mark.model)], ids=lambda p: p)
 def planted_assistant(request, planted_corpus, tmp_path_factory) -> rag.Assistant:
+    """With e5 the whole screen works; with the fake embedder only its structural rule does (the learnt part is
+    fitted on e5 vectors), which leaves the planted sentences to the layer that needs no screen at all."""
     if request.param == "e5":
         assistant = request.getfixturevalue("real_assistant_factory")(planted_corpus, answer=ANSWER_ALWAYS)
     else:
@@ -577,10 +583,14 @@ def planted_assistant(request, planted_corpus, tmp_path_factory) -> rag.Assistan
     return assistant
 
 
+def _screened(assistant: rag.Assistant) -> bool:
+    return assistant.instruction_screen.model is not None
+
+
 @pytest.mark.parametrize("question", list(PLANTED_QUESTIONS))
 def test_planted_instructions_are_retrieved_but_never_offered_as_evidence(question, planted_assistant):
-    """The passages the question retrieves do hold planted instructions (so the filter is what stops them), and
-    the evidence chosen from them holds none, nor any chat-template markup."""
+    """The passages the question retrieves do hold planted instructions (so the screen is what stops them), and
+    the evidence chosen from them holds none with e5, nor, with any embedder, chat-template markup or role labels."""
     hits = planted_assistant.search(question, k=6)
     planted_in_hits = [start for start in PLANTED if any(start in hit.text for hit in hits)]
     assert planted_in_hits, [h.text[:80] for h in hits]
@@ -588,39 +598,50 @@ def test_planted_instructions_are_retrieved_but_never_offered_as_evidence(questi
     evidence = select_evidence(
         asked,
         hits,
-        lambda sentences: planted_assistant.embedder.encode_passages(sentences) @ asked.vector,
+        planted_assistant.embedder.encode_passages,
         10,
         planted_assistant.evidence_model,
+        screen=planted_assistant.instruction_screen,
     )
     assert evidence
     for item in evidence:
-        assert not any(start in item.quote for start in PLANTED), item.quote
-        assert "<|" not in item.quote and not looks_like_instruction(item.quote)
-        _assert_no_payload(item.quote)
+        assert "<|" not in item.quote and not has_chat_structure(item.quote)
+        if _screened(planted_assistant):
+            assert not any(start in item.quote for start in PLANTED), item.quote
+            _assert_no_payload(item.quote)
 
 
 @pytest.mark.parametrize("model", [_obedient, _stubborn], ids=["obeys what it sees", "writes payloads anyway"])
 @pytest.mark.parametrize("question", list(PLANTED_QUESTIONS))
 def test_planted_instructions_never_reach_the_answer(question, model, planted_assistant):
-    """Whatever the model writes, the answer holds no payload, every sentence of it is backed by a verified
-    citation, and the prompt never carried an instruction. Eight evidence sentences
-    instead of four, so that nearly every sentence of the retrieved passages is offered and the instruction
-    filter, not the ranking, is what keeps the planted ones out."""
+    """Whatever the model writes, every sentence of the answer is backed by a verified citation, and no payload
+    is ever stated in the assistant's words: with the fake embedder a planted sentence may be offered as
+    evidence and then only shown as what it is, the document's own cited words (a translation that obeys it
+    fails the check), and with e5 it is not even offered, so no prompt carries it. Eight evidence sentences
+    instead of four, so that nearly every sentence of the retrieved passages is offered."""
     lang, _ = PLANTED_QUESTIONS[question]
     generator = ScriptedGenerator(model)
     config = planted_assistant.config.with_overrides(answer={"evidence": 8})
     assistant = rag.Assistant(config, embedder=planted_assistant.embedder, generator=generator)
     answer = assistant.answer(question)
-    _assert_no_payload(answer.text)
     assert_grounded(assistant, answer)
     assert not answer.refused and answer.lang == lang
     # Which article is quoted is left to the ranking tests: answering at any confidence, the Azerbaijani wind
     # question draws the English rail article first (a retrieval miss among same-subject articles, measured for
     # issue 12), and that must not pass for a payload leak nor hide one.
+    own_words = answer.text
+    for c in answer.citations:
+        if any(start in c.quote for start in PLANTED):
+            assert c.translation is None or not any(p.lower() in c.translation.lower() for p in PLANTED.values())
+            own_words = own_words.replace(c.quote, "")
+    _assert_no_payload(own_words)
+    if _screened(planted_assistant):
+        assert not any(any(start in c.quote for start in PLANTED) for c in answer.citations)
+        for messages in generator.prompts:
+            prompt = messages[-1]["content"]
+            assert not any(start in prompt for start in PLANTED), prompt
     for messages in generator.prompts:
-        prompt = messages[-1]["content"]
-        assert not any(start in prompt for start in PLANTED), prompt
-        assert "<|" not in prompt
+        assert "<|" not in messages[-1]["content"]
 
 
 @pytest.mark.model
