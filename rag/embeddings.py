@@ -23,11 +23,16 @@ import numpy as np
 from .config import ModelsConfig
 from .errors import ModelError
 from .models import model_fingerprint, recorded_prompts, resolve_embedding_model, resolve_onnx_model
+from .onnx_export import EXPORT_VERSION
 
 
 def backend_fingerprint(model_fingerprint_: str, backend: str) -> str:
-    """The fingerprint an index records: the model's, plus the backend when its vectors differ from fp32."""
-    return f"{model_fingerprint_}+{backend}" if backend == "onnx-int8" else model_fingerprint_
+    """The fingerprint an index records: the model's, plus the backend and its export version when its vectors
+    differ from fp32 (each int8 export computes other vectors)."""
+    if backend != "onnx-int8":
+        return model_fingerprint_
+    version = EXPORT_VERSION[backend]
+    return f"{model_fingerprint_}+{backend}" + (f".v{version}" if version > 1 else "")
 
 
 class Embedder:

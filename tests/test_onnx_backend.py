@@ -27,8 +27,11 @@ def test_the_backend_is_part_of_the_fingerprint_an_index_records():
     # fp32 ONNX computes PyTorch's vectors (see test_fp32_onnx_vectors_are_torchs): one fingerprint for both.
     assert backend_fingerprint("sha256:abc", "torch") == "sha256:abc"
     assert backend_fingerprint("sha256:abc", "onnx") == "sha256:abc"
-    assert backend_fingerprint("sha256:abc", "onnx-int8") == "sha256:abc+onnx-int8"
-    assert _backend_of("sha256:abc+onnx-int8") == "onnx-int8"
+    # each int8 export computes other vectors: an index built with the first (per-tensor) graph is not searched
+    # with the current one
+    assert backend_fingerprint("sha256:abc", "onnx-int8") == "sha256:abc+onnx-int8.v2"
+    assert backend_fingerprint("sha256:abc", "onnx-int8") != "sha256:abc+onnx-int8"
+    assert _backend_of("sha256:abc+onnx-int8.v2") == "onnx-int8.v2"
     assert _backend_of("sha256:abc").startswith("fp32")
     assert _backend_of(None).startswith("fp32")
 
@@ -79,10 +82,10 @@ def test_int8_vectors_agree_with_torch_on_every_seed_language(embedders):
     torch_vectors = embedders["torch"].encode_passages(passages)
     int8_vectors = embedders["onnx-int8"].encode_passages(passages)
     cosines = (torch_vectors * int8_vectors).sum(axis=1)
-    assert cosines.min() >= 0.95 and cosines.mean() >= 0.97, cosines
+    assert cosines.min() >= 0.99 and cosines.mean() >= 0.995, cosines  # the per-tensor v1 graph: 0.98 / 0.97
     queries = [item["q"] for item in DEV]
     agreement = (embedders["torch"].encode_queries(queries) * embedders["onnx-int8"].encode_queries(queries)).sum(1)
-    assert agreement.min() >= 0.95, agreement
+    assert agreement.min() >= 0.99, agreement
     assert np.allclose(np.linalg.norm(int8_vectors, axis=1), 1.0, atol=1e-4)
 
 
