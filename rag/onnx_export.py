@@ -2,7 +2,7 @@
 
 `torch.onnx.export` writes the transformer's graph from the weights already on disk, and
 `onnxruntime.quantization.quantize_dynamic` stores most matrix weights as int8, one scale per output channel
-(activations are quantised on the fly, so no calibration data is needed; `_quantize` says what stays fp32).
+(activations are quantised on the fly, so no calibration data is needed; `quantize_int8` says what stays fp32).
 sentence-transformers' own ONNX backend would need `optimum`, whose releases pin transformers below 5 and so
 break sentence-transformers 6; these two calls need nothing else.
 
@@ -77,7 +77,7 @@ def build(source: Path, variant: str, out_dir: Path, log: Callable[[str], None])
         log(f"  exported to ONNX in {time.perf_counter() - started:.1f} s")
         if variant == "onnx-int8":
             started = time.perf_counter()
-            _quantize(fp32, out_dir / MODEL_FILE)
+            quantize_int8(fp32, out_dir / MODEL_FILE)
             log(f"  quantised to int8 in {time.perf_counter() - started:.1f} s")
         else:
             shutil.move(str(fp32), out_dir / MODEL_FILE)
@@ -120,7 +120,9 @@ def _export(source: Path, target: Path) -> None:
         )
 
 
-def _quantize(source: Path, target: Path) -> None:
+def quantize_int8(source: Path, target: Path, *, only: Sequence[str] | None = None) -> None:
+    """Write `target`, the int8 graph of the fp32 graph `source`. With `only`, just those nodes are quantised
+    and every other stays fp32 (bench/int8_sensitivity.py measures each matrix's share of the error that way)."""
     import logging
 
     import onnx
@@ -130,6 +132,12 @@ def _quantize(source: Path, target: Path) -> None:
     # and changed nothing measurable here, so the warning is noise to a user preparing the model.
     logging.getLogger().setLevel(logging.ERROR)
     graph = onnx.load(str(source), load_external_data=False)
+    if only is None:
+        # The feed-forward output projections of the layers where int8 loses the most stay fp32 (see
+        # KEPT_FP32_LAYERS); every other matrix is int8.
+        kept_fp32 = feed_forward_outputs(graph, KEPT_FP32_LAYERS)
+    else:
+        kept_fp32 = [n.name for n in graph.graph.node if n.op_type in ("MatMul", "Gather") and n.name not in only]
     quantize_dynamic(
         str(source),
         str(target),
@@ -138,9 +146,7 @@ def _quantize(source: Path, target: Path) -> None:
         # that the int8 products cannot saturate on CPUs without VNNI instructions: the same kernels and speed.
         per_channel=True,
         reduce_range=True,
-        # The feed-forward output projections of the layers where int8 loses the most stay fp32 (see
-        # KEPT_FP32_LAYERS); every other matrix is int8.
-        nodes_to_exclude=feed_forward_outputs(graph, KEPT_FP32_LAYERS),
+        nodes_to_exclude=kept_fp32,
     )
 
 
