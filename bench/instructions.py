@@ -19,7 +19,6 @@ evidence lost), and the structural rule (chat markup, role labels) is reported b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 import rag  # noqa: E402
 from rag.chunking import split_sentences  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
+from rag.evaluation import half_of  # noqa: E402
+from rag.evidence import MIN_LETTERS  # noqa: E402
 from rag.instructions import INSTRUCTION_MODEL_FILE, InstructionModel, has_chat_structure  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
@@ -48,16 +49,11 @@ def labelled(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _half(doc_id: str) -> str:
-    # rag.evaluation.article_half's rule, on the article id
-    return "fit" if hashlib.sha256(doc_id.encode("utf-8")).digest()[0] % 2 == 0 else "report"
-
-
 def sentences_of(text: str) -> list[str]:
     out = []
     for s, e in split_sentences(text):
         sentence = text[s:e].strip()
-        if sum(ch.isalpha() for ch in sentence) >= 25:  # evidence.py's floor: shorter is a fragment
+        if sum(ch.isalpha() for ch in sentence) >= MIN_LETTERS:  # what evidence.py offers as a sentence
             out.append(sentence)
     return out
 
@@ -66,7 +62,7 @@ def ntrex_news(half: str) -> list[dict]:
     rows = []
     for line in (EVAL / "ntrex_az_ru_en_docs.jsonl").read_text(encoding="utf-8").splitlines():
         doc = json.loads(line)
-        if _half(str(doc["doc_id"])) == half:
+        if half_of(str(doc["doc_id"])) == half:
             for lang in ("az", "ru", "en"):
                 rows += [{"text": s, "lang": lang, "label": "news"} for s in sentences_of(doc[lang])]
     return rows

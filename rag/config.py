@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import platformdirs
 from pydantic import ConfigDict, Field, ValidationError
@@ -218,15 +218,15 @@ def _section(section: str, cls: type, values: dict[str, Any]) -> Any:
 def _resolve_paths(cls: type, values: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Path keys as absolute paths, relative ones taken from the config file's folder; "" unsets an optional one."""
     out = dict(values)
-    for f in dataclasses.fields(cls):
-        if f.name not in out or "Path" not in str(f.type):
+    for key, hint in get_type_hints(cls).items():
+        if key not in out or Path not in (hint, *get_args(hint)):
             continue
-        value = out[f.name]
-        if value == "" and "None" in str(f.type):
-            out[f.name] = None
+        value = out[key]
+        if value == "" and type(None) in get_args(hint):
+            out[key] = None
         elif isinstance(value, (str, Path)) and value != "":
             p = Path(value).expanduser()
-            out[f.name] = p if p.is_absolute() else (base_dir / p).resolve()
+            out[key] = p if p.is_absolute() else (base_dir / p).resolve()
     return out
 
 

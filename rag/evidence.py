@@ -30,7 +30,7 @@ from .question import Question
 from .types import Evidence, Hit
 
 # Fewer than this many letters is a fragment (a dateline, a lone name), not a statement.
-_MIN_LETTERS = 25
+MIN_LETTERS = 25
 _DIGITS = re.compile(r"\d+")
 # The weights that turn a sentence's features into the probability that it states the answer, fitted by
 # bench/calibrate.py on one half of the NTREX-QA dev articles (the other half reports the result).
@@ -54,7 +54,7 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[Candidate]:
         for s, e in split_sentences(hit.text):
             start, end = hit.start + s, hit.start + e
             sentence = hit.text[s:e]
-            if (hit.source, start) in seen or sum(ch.isalpha() for ch in sentence) < _MIN_LETTERS:
+            if (hit.source, start) in seen or sum(ch.isalpha() for ch in sentence) < MIN_LETTERS:
                 continue
             if _is_headline(sentence, hit.title):
                 continue  # the headline is shown with every quote anyway, and says less than the body

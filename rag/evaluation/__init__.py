@@ -28,7 +28,7 @@ Everything a caller needs is imported from here.
 """
 
 from .corpora import default_corpus_dir, prepare_ntrex_qa
-from .items import EvalItem, article_half, load_items, prepare_xquad
+from .items import EvalItem, article_half, half_of, load_items, prepare_xquad
 from .metrics import (
     CurvePoint,
     answer_sentences,
@@ -57,6 +57,7 @@ __all__ = [
     "EvalItem",
     "answer_sentences",
     "article_half",
+    "half_of",
     "best_net_threshold",
     "choose_operating_point",
     "coverage",

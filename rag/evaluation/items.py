@@ -114,8 +114,13 @@ def _xquad_item(q: _Question, lang: str, file: str, more_answers: list[str]) -> 
 def article_half(item: EvalItem) -> str:
     """ "fit" or "report": a fixed split by article, so that settings fitted on one half are reported on questions
     about articles they never saw. Unanswerable questions split by their id (they have no article here)."""
-    key = item.gold[0].removesuffix(".txt") if item.gold else item.id.rsplit("-", 1)[0]
-    return "fit" if hashlib.sha256(key.encode("utf-8")).digest()[0] % 2 == 0 else "report"
+    return half_of(item.gold[0].removesuffix(".txt") if item.gold else item.id.rsplit("-", 1)[0])
+
+
+def half_of(article_id: str) -> str:
+    """The half ("fit" or "report") of an article, by its id: the rule behind article_half, for data that is
+    not a question (the articles' own sentences, calibration text)."""
+    return "fit" if hashlib.sha256(article_id.encode("utf-8")).digest()[0] % 2 == 0 else "report"
 
 
 def _parse_jsonl(path: Path, text: str) -> list[EvalItem]:

@@ -50,11 +50,16 @@ def _hf_hub_cache() -> Path:
     return Path(base) / "huggingface" / "hub"
 
 
+def _hub_repo(name: str) -> Path:
+    """Where the Hugging Face cache keeps the model `name` ("owner/model")."""
+    return _hf_hub_cache() / f"models--{name.replace('/', '--')}"
+
+
 def _hub_snapshot(name: str) -> str | None:
     """The commit of a model in the Hugging Face cache (what an offline load would use), or None."""
     if name.count("/") != 1 or name.startswith(("/", ".", "~")):
         return None
-    repo = _hf_hub_cache() / f"models--{name.replace('/', '--')}"
+    repo = _hub_repo(name)
     snapshots = repo / "snapshots"
     try:
         ref = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
@@ -109,7 +114,7 @@ def recorded_prompts(reference: str) -> tuple[str, str]:
     folder = Path(reference).expanduser()
     if not folder.is_dir():
         snapshot = _hub_snapshot(reference)
-        folder = _hf_hub_cache() / f"models--{reference.replace('/', '--')}" / "snapshots" / str(snapshot)
+        folder = _hub_repo(reference) / "snapshots" / str(snapshot)
     file = folder / "config_sentence_transformers.json"
     try:
         prompts = json.loads(file.read_text(encoding="utf-8")).get("prompts") or {} if file.is_file() else {}
