@@ -68,6 +68,20 @@ def embedders():
 
 
 @pytest.mark.model
+def test_the_fp32_graph_runs_onnxruntimes_fused_transformer_operators(embedders):
+    """The speed the fp32 export is for (bench/README.md, "Embedding backends"): every layer's attention is one
+    fused operator, not the dozen small ones torch.onnx.export writes."""
+    import onnx
+
+    models = replace(rag.load_config().models, backend="onnx")
+    graph = onnx.load(str(resolve_onnx_model(models)), load_external_data=False)
+    operators = [node.op_type for node in graph.graph.node]
+    assert operators.count("Attention") == 12
+    assert operators.count("SkipLayerNormalization") == 24
+    assert "Softmax" not in operators
+
+
+@pytest.mark.model
 def test_fp32_onnx_vectors_are_torchs(embedders):
     """What lets "torch" and "onnx" share an index: the same vectors, to float rounding."""
     texts = [p.read_text(encoding="utf-8")[:600] for p in sorted(SEEDS.glob("*.txt"))]
