@@ -1,0 +1,129 @@
+"""Why quotes reach the asker untranslated: every machine translation the assistant tries, and what its check said.
+
+    .venv/bin/python bench/translations.py [--model quality] [--limit N]
+
+Asks the NTREX-QA dev questions (the newsroom and index of bench/answers.py, `[answer] min_confidence = 0` so that
+every question is answered) and records each translation of a quote into the asker's language with the verdict of
+`rag.grounding.check_translation`: passed, or the first check it failed ("language": the reply is not in the
+asked language, "meaning": too far from its quote, "numbers", "names", "dates", "untranslated", "empty"). A
+translation that fails is not shown, and the answer quotes the document's own sentence instead, so this table is
+where the "readable" share of bench/answers.py is lost. Writes bench/out/translations-<model>.json (every attempt,
+with its quote and translation) and the TRANSLATIONS block of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from answers import OUT, question_set  # noqa: E402
+from results_file import publish  # noqa: E402
+
+import rag  # noqa: E402
+from rag import grounding  # noqa: E402
+from rag.language import detect_language  # noqa: E402
+
+PROBLEMS = ("language", "meaning", "names", "numbers", "dates", "untranslated", "empty")
+
+
+def recording(attempts: list[dict]):
+    """`check_translation` that also appends each attempt and its verdict to `attempts`; the assistant calls it
+    through the grounding module, so replacing it there is enough."""
+    check = grounding.check_translation
+
+    def recorded(quote, translation, target_lang, others, similarity, min_similarity):
+        verdict = check(quote, translation, target_lang, others, similarity, min_similarity)
+        cosine = float(similarity([translation], [quote])[0][0]) if translation.strip() else None
+        attempts.append(
+            {
+                "source_lang": detect_language(quote),
+                "target_lang": target_lang,
+                "ok": verdict.ok,
+                "problem": verdict.problem,
+                "cosine": cosine,
+                "quote": quote,
+                "translation": translation,
+            }
+        )
+        return verdict
+
+    return recorded
+
+
+def run(model: str, limit: int | None) -> list[dict]:
+    cfg = rag.load_config(ROOT / "config.toml").with_overrides(answer={"min_confidence": 0.0})
+    set_cfg, items = question_set("ntrex", cfg)
+    assistant = rag.Assistant(set_cfg)
+    assistant.build_index()
+    attempts: list[dict] = []
+    grounding.check_translation = recording(attempts)
+    for n, item in enumerate(items[:limit], 1):
+        before = len(attempts)
+        assistant.answer(item.question, model=model)
+        for attempt in attempts[before:]:
+            attempt["question"] = item.id
+        print(f"\r{n}/{len(items[:limit])} questions, {len(attempts)} translations", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return attempts
+
+
+def render(attempts: list[dict], model: str, command: str, minutes: float) -> list[str]:
+    lines = [
+        "## Translations of quotes into the asker's language (`bench/translations.py`)",
+        "",
+        f"- Command: `{command}`; {time.strftime('%Y-%m-%d')}; chat model {model}; {minutes:.1f} min on "
+        f"{platform.machine()}, {os.cpu_count()} cores",
+        "- Every translation tried while answering the NTREX-QA dev questions (min_confidence 0), by the language "
+        "asked in; a translation is shown only when it passes every check, else the quote stays in its language.",
+        "",
+        "| into | tried | passed | " + " | ".join(f"failed: {p}" for p in PROBLEMS) + " |",
+        "|---" * (3 + len(PROBLEMS)) + "|",
+    ]
+    for target in ("az", "ru", "en", "all"):
+        rows = [a for a in attempts if target in ("all", a["target_lang"])]
+        if not rows:
+            continue
+        problems = Counter(a["problem"] for a in rows if not a["ok"])
+        passed = sum(a["ok"] for a in rows)
+        cells = [target, str(len(rows)), f"{passed} ({passed / len(rows):.0%})", *(str(problems[p]) for p in PROBLEMS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    language = [a for a in attempts if a["problem"] == "language"]
+    if language:
+        replies = Counter(detect_language(a["translation"]) for a in language)
+        lines += [
+            "",
+            "Replies rejected for their language were detected as: "
+            + ", ".join(f"{lang} {n}" for lang, n in replies.most_common())
+            + " (rag.language.detect_language; bench/out holds every reply).",
+        ]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="quality", help="chat model (default: quality)")
+    parser.add_argument("--limit", type=int, default=None, help="ask only the first N questions")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    command = " ".join(["python bench/translations.py", *sys.argv[1:]])
+    started = time.perf_counter()
+    attempts = run(args.model, args.limit)
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / f"translations-{args.model}.json"
+    out.write_text(json.dumps(attempts, ensure_ascii=False, indent=1), encoding="utf-8")
+    publish("TRANSLATIONS", render(attempts, args.model, command, (time.perf_counter() - started) / 60), args.results)
+    print(f"wrote {out} and {args.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
