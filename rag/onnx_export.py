@@ -11,8 +11,9 @@ onnxruntime.
 The result is checked like every other model file (SHA256SUMS and a stamp, see models/stamps.py) and, before it is
 installed, against the PyTorch model it came from: on AGREEMENT_TEXTS (news sentences in az, ru and en) the
 mean cosine between the two models' vectors must reach MIN_AGREEMENT for its variant. Measured: fp32 mean
-0.9999 on 120 NTREX passages (fused or not); int8 as exported now mean 0.9984 (lowest 0.9977) on AGREEMENT_TEXTS (one scale
-per matrix, the first export, gave 0.984). A graph below these floors is broken, not merely quantised.
+0.9999 on 120 NTREX passages (fused or not); int8 as exported now mean 0.9984 (lowest 0.9977) on
+AGREEMENT_TEXTS (one scale per matrix, the first export, gave 0.984). A graph below these floors is broken, not
+merely quantised.
 Retrieval with each backend is measured in bench/RESULTS.md and compared across int8 graphs in bench/README.md.
 """
 
