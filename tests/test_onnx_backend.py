@@ -48,6 +48,33 @@ def test_an_unprepared_onnx_graph_names_the_command_that_builds_it(tmp_path):
         resolve_onnx_model(cfg.models)
 
 
+def test_a_graph_whose_attention_is_not_recognised_is_not_fused(tmp_path):
+    """The setup then installs the plain graph (same vectors, slower) instead of a half-fused one."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rag.onnx_export import fuse_operators
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.0] * 16)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="only_matmul")
+    graph = helper.make_graph(
+        [node],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        initializer=[weight],
+    )
+    plain = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "config.json").write_text(
+        json.dumps({"num_attention_heads": 12, "hidden_size": 384, "num_hidden_layers": 12}), encoding="utf-8"
+    )
+    assert fuse_operators(source, plain, tmp_path / "fused.onnx") is False
+    assert not (tmp_path / "fused.onnx").exists()
+
+
 # -- with the real model ---------------------------------------------------------------------------------------
 
 DEV = [json.loads(line) for line in (EVAL / "seeds_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]
