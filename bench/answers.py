@@ -48,6 +48,8 @@ HEADLINE = [  # label, decisions() key (or two keys), kind
     ("unanswerable refused", "unanswerable_refused", "pct"),
     ("readable (in the question's language)", "readable", "pct"),
     ("latency p50 / p90", ("latency_p50", "latency_p90"), "secs"),
+    ("of it, search and evidence p50 / p90", ("retrieval_p50", "retrieval_p90"), "secs"),
+    ("translating, answers quoting another language, p50 / p90", ("translation_p50", "translation_p90"), "secs"),
 ]
 
 

@@ -506,6 +506,22 @@ def test_decisions_report_latency_of_every_question():
     assert d["latency_p50"] == 3.5 and d["latency_p90"] == 5.5  # refusals included: 1..6 s
 
 
+def test_decisions_split_latency_into_search_and_the_translations_of_answers_quoting_another_language():
+    def row(id: str, lang: str, quote_lang: str, retrieval: float, total: float, refused: bool = False) -> dict:
+        timings = {"retrieval": retrieval, "total": total}
+        return {**decided(id, refused=refused), "timings": timings, "citations": [{"lang": quote_lang}]}
+
+    rows = [
+        row("same", "en", "en", 0.5, 0.6),  # quoted in the asker's language: nothing to translate
+        row("az", "en", "az", 0.4, 3.4),
+        row("ru", "az", "ru", 0.6, 5.6),
+        row("refused", "en", "az", 0.3, 0.3, refused=True),
+    ]
+    d = decisions(rows)
+    assert d["retrieval_p50"] == 0.45
+    assert (d["translation_p50"], d["translation_p90"]) == (4.0, 4.8)
+
+
 def test_risk_coverage_sweeps_the_confidences_of_answers():
     assert risk_coverage(DECIDED) == [
         CurvePoint(0.0, 0.75, 0.5, 0.5),

@@ -165,9 +165,15 @@ def is_readable(text: str, lang: str) -> bool:
 
 def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
     """The answer metrics at a threshold (None: as the run decided). Latency is over every question, answered
-    or refused, as the run measured it."""
+    or refused, as the run measured it; of it, search and evidence selection (timings["retrieval"]) over every
+    question, and the rest (the translations) over the answers that quote a sentence in another language."""
     answers = [r for r in rows if given(r, threshold)]
     totals = _timings(rows, "total")
+    translating = [
+        r["timings"]["total"] - r["timings"]["retrieval"]
+        for r in rows
+        if not r["refused"] and _quotes_another_language(r) and len(_timings([r], "retrieval")) == 1
+    ]
     return {
         "answered": len(answers),
         "correct": sum(1 for r in answers if r.get("correct")),
@@ -177,7 +183,16 @@ def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
         "readable": readable_share(rows, threshold),
         "latency_p50": _percentile(totals, 50),
         "latency_p90": _percentile(totals, 90),
+        "retrieval_p50": _percentile(_timings(rows, "retrieval"), 50),
+        "retrieval_p90": _percentile(_timings(rows, "retrieval"), 90),
+        # After the evidence, an answer that quotes another language waits for the chat model's translations.
+        "translation_p50": _percentile(translating, 50),
+        "translation_p90": _percentile(translating, 90),
     }
+
+
+def _quotes_another_language(row: dict) -> bool:
+    return any(c.get("lang") != row["lang"] for c in row.get("citations", []))
 
 
 def risk_coverage(rows: Sequence[dict]) -> list[CurvePoint]:
