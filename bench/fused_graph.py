@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import rag  # noqa: E402
 from rag.models import resolve_embedding_model, resolve_onnx_model  # noqa: E402
 from rag.onnx_encoder import OnnxEncoder  # noqa: E402
-from rag.onnx_export import MODEL_FILE, _export  # noqa: E402
+from rag.onnx_export import MODEL_FILE, export_graph  # noqa: E402
 
 NTREX = ROOT.parent / "shared" / "eval" / "ntrex_az_ru_en_docs.jsonl"
 
@@ -50,7 +50,7 @@ def main() -> int:
     texts = passages()
     with tempfile.TemporaryDirectory() as work:
         plain = Path(work) / MODEL_FILE
-        _export(source, plain)
+        export_graph(source, plain)
         graphs = {"plain export": plain, "fused (installed)": resolve_onnx_model(models)}
         encoders = {
             name: OnnxEncoder(path, source / "tokenizer.json", max_tokens=512, threads=2, batch_size=32)

@@ -78,7 +78,7 @@ def build(source: Path, variant: str, out_dir: Path, log: Callable[[str], None])
         started = time.perf_counter()
         # The fp32 graph is fused from the eager attention code, the only form onnxruntime's fusion recognises;
         # the int8 graph stays quantised from the plain export, as bench/int8_sensitivity.py measured it.
-        _export(source, fp32, attention="eager" if variant == "onnx" else "sdpa")
+        export_graph(source, fp32, attention="eager" if variant == "onnx" else "sdpa")
         log(f"  exported to ONNX in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         if variant == "onnx-int8":
@@ -94,7 +94,10 @@ def build(source: Path, variant: str, out_dir: Path, log: Callable[[str], None])
     return agreement
 
 
-def _export(source: Path, target: Path, *, attention: str = "sdpa") -> None:
+def export_graph(source: Path, target: Path, *, attention: str = "sdpa") -> None:
+    """Write `target`, the fp32 ONNX graph of the sentence-transformers folder `source` (inputs input_ids and
+    attention_mask, output the token vectors). `attention` is the transformers attention code traced: "sdpa"
+    (its default) or "eager", which onnxruntime's fusion recognises (see fuse_operators)."""
     import torch
     from transformers import AutoModel
 
