@@ -169,10 +169,11 @@ def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
     question, and the rest (the translations) over the answers that quote a sentence in another language."""
     answers = [r for r in rows if given(r, threshold)]
     totals = _timings(rows, "total")
+    searching = _timings(rows, "retrieval")
     translating = [
         r["timings"]["total"] - r["timings"]["retrieval"]
         for r in rows
-        if not r["refused"] and _quotes_another_language(r) and len(_timings([r], "retrieval")) == 1
+        if not r["refused"] and _quotes_another_language(r) and _timings([r], "retrieval")
     ]
     return {
         "answered": len(answers),
@@ -183,8 +184,8 @@ def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
         "readable": readable_share(rows, threshold),
         "latency_p50": _percentile(totals, 50),
         "latency_p90": _percentile(totals, 90),
-        "retrieval_p50": _percentile(_timings(rows, "retrieval"), 50),
-        "retrieval_p90": _percentile(_timings(rows, "retrieval"), 90),
+        "retrieval_p50": _percentile(searching, 50),
+        "retrieval_p90": _percentile(searching, 90),
         # After the evidence, an answer that quotes another language waits for the chat model's translations.
         "translation_p50": _percentile(translating, 50),
         "translation_p90": _percentile(translating, 90),
