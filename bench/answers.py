@@ -3,8 +3,10 @@
     .venv/bin/python bench/answers.py [--sets seeds ntrex] [--models quality] [--limit N]
     .venv/bin/python bench/answers.py --from-json      # re-render from bench/out/answers-<set>-<model>.json
 
-Question sets: "seeds" (../shared/eval/seeds_dev.jsonl over the configured corpus) and "ntrex" (NTREX-QA: the
-mixed-language newsroom written by rag.evaluation.prepare_ntrex_qa into a cache folder, with its own index). Every
+Question sets: "seeds" (../shared/eval/seeds_dev.jsonl over the configured corpus), "ntrex" (NTREX-QA: the
+mixed-language newsroom written by rag.evaluation.prepare_ntrex_qa into a cache folder, with its own index) and
+"heldout" (bench/questions/seeds_heldout.jsonl over the configured corpus: questions of the seeds' kinds written for
+the benchmarks and never used to fit anything, so all of its rows count as report half). Every
 question is asked once per chat model with `[answer] min_confidence = 0`, so that each row holds the would-be
 answer and its confidence; the configured min_confidence (or --min-confidence) is then applied to the rows after
 the fact. Writes the rows to bench/out/answers-<set>-<model>.json, the curve to bench/risk_coverage.png and the
@@ -34,8 +36,14 @@ from rag import evaluation  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "eval"
-QUESTIONS = {"seeds": EVAL / "seeds_dev.jsonl", "ntrex": EVAL / "ntrex_qa_dev.jsonl"}
+QUESTIONS = {
+    "seeds": EVAL / "seeds_dev.jsonl",
+    "ntrex": EVAL / "ntrex_qa_dev.jsonl",
+    "heldout": ROOT / "bench" / "questions" / "seeds_heldout.jsonl",
+}
 SETS = tuple(QUESTIONS)
+# Sets no threshold or weight is ever fitted on: every row is judged as report half, none takes part in a pick.
+UNSEEN = frozenset({"heldout"})
 HALVES = ("fit", "report")
 TARGET_PRECISION = 0.9  # the precision a threshold picked on the fit half must reach
 NTREX_CACHE = Path(tempfile.gettempdir()) / "rag-eval" / "ntrex-qa"  # corpus/ and index/, reused between runs
@@ -57,7 +65,7 @@ HEADLINE = [  # label, decisions() key (or two keys), kind
 def question_set(name: str, cfg: rag.Config) -> tuple[rag.Config, list[evaluation.EvalItem]]:
     """The configuration to answer a set with (its corpus and index) and its questions."""
     items, _ = evaluation.load_items(QUESTIONS[name])
-    if name == "seeds":
+    if name in ("seeds", "heldout"):
         return cfg, items
     corpus = NTREX_CACHE / "corpus"
     evaluation.prepare_ntrex_qa(EVAL / "ntrex_qa_corpus.json", EVAL / "ntrex_az_ru_en_docs.jsonl", corpus)
@@ -134,12 +142,15 @@ def columns(reports: list[dict]) -> list[Column]:
     for report in reports:
         bench = report["meta"]["bench"]
         name = f"{bench['set']} ({bench['model']})" if several else bench["set"]
-        found += [Column(name, half, report, _half(report, half)) for half in HALVES]
+        found += [Column(name, half, report, _half(report, half)) for half in HALVES if _half(report, half)]
         found.append(Column(name, "all", report, report["rows"]))
     return found
 
 
 def _half(report: dict, half: str) -> list[dict]:
+    """The rows of a half; a set in UNSEEN has no fit half, all its rows are judged as report half."""
+    if report["meta"]["bench"]["set"] in UNSEEN:
+        return report["rows"] if half == "report" else []
     return [r for r in report["rows"] if r.get("half") == half]
 
 
@@ -238,6 +249,9 @@ def render(reports: list[dict], threshold: float, command: str) -> str:
     for report in reports:
         name = f"{report['meta']['bench']['set']} ({report['meta']['bench']['model']})"
         chosen = pick(report)
+        if report["meta"]["bench"]["set"] in UNSEEN:
+            lines.append(f"- {name}: never fitted on; every question counts as report half")
+            continue
         if chosen is None:
             lines.append(f"- {name}: no answers on the fit half, no threshold")
             continue

@@ -632,3 +632,28 @@ def test_bench_answers_renders_saved_rows_without_models(tmp_path):
     table = [line.split(" | ")[0] for line in lines if line.startswith("| ") and line.endswith(" |")]
     assert "| e-1" in table and "| f-1" in table and "| a-1" not in table  # the report half only
     assert any(line.startswith("| nytimes.184853-1 | en | generated | no | no | 0.60 |") for line in lines)
+
+
+def test_bench_answers_judges_every_held_out_question_as_report_half(tmp_path):
+    # the held-out set is never fitted on: whatever article_half says, no row is in a fit half or picks a threshold
+    asked = [("a-1", ["a"], "a.txt", 0.9), ("e-1", ["e"], "a.txt", 0.85), ("f-1", ["f"], "f.txt", 0.7)]
+    items = [item(id, "en", gold, [["support"]]) for id, gold, _, _ in asked]
+    cases = {
+        f"question {id}?": ([cited], dataclasses.replace(answer("It SUPPORTS that [1].", [cited]), confidence=c))
+        for id, _, cited, c in asked
+    }
+    path = tmp_path / "answers-heldout-fake.json"
+    write_report(run_eval(FakeAssistant(cases), items), path)
+    results = tmp_path / "RESULTS.md"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "answers.py"), "--from-json", str(path), "--min-confidence", "0.75",
+         "--results", str(results), "--png", str(tmp_path / "curve.png")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = results.read_text(encoding="utf-8").splitlines()
+    assert "| metric | heldout report | heldout all |" in lines
+    assert "| questions (answerable / not) | 3 / 0 | 3 / 0 |" in lines
+    assert "| precision (correct / given) | 50% | 50% |" in lines  # a right, e cites a.txt: wrong; f below 0.75
+    assert "- heldout (fake): never fitted on; every question counts as report half" in lines
