@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("search", parents=[common], help="search the index")
     p.add_argument("query", help="the question or keywords, in any language")
-    p.add_argument("--k", type=int, default=None, help="number of passages (default: [retrieval] k)")
+    p.add_argument("--k", type=_positive, default=None, help="number of passages (default: [retrieval] k)")
     p.add_argument("--lang", help="only documents in these languages, e.g. az or az,ru")
     p.add_argument("--source", help="only these documents: a file path or a glob, e.g. '2023/*.txt'")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="only documents dated on/after DATE")
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("ask", parents=[common], help="answer a question from the documents, with citations")
     p.add_argument("question", help="the question, in Azerbaijani, Russian or English")
     p.add_argument("--model", help="fast, quality, test or a .gguf path (default: [generation] model)")
-    p.add_argument("--k", type=int, default=None, help="passages to retrieve (default: [answer] passages)")
+    p.add_argument("--k", type=_positive, default=None, help="passages to retrieve (default: [answer] passages)")
     p.add_argument("--lang", help="only documents in these languages, e.g. az or az,ru")
     p.add_argument("--source", help="only these documents: a file path or a glob")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="only documents dated on/after DATE")
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", parents=[common], help="run a question set and report quality and latency")
     p.add_argument("file", help="JSONL like ../shared/eval/seeds_dev.jsonl, or an XQuAD JSON file")
     p.add_argument("--model", help="fast, quality, test or a .gguf path (default: [generation] model)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--limit", type=_positive, default=None, help="only the first N questions")
     p.add_argument("--paragraphs-from", metavar="FILE", help="XQuAD: take paragraphs from another language file")
     p.add_argument("--report", metavar="PATH", help="where to write the JSON report (default: bench/out/)")
 
@@ -180,19 +180,35 @@ def _print_update(update: CorpusUpdate, as_json: bool) -> int:
 
 
 def _search(cfg, args) -> int:
-    hits = Assistant(cfg).search(
+    assistant = Assistant(cfg)
+    hits = assistant.search(
         args.query, args.k, lang=args.lang, source=args.source, date_from=args.date_from, date_to=args.date_to
     )
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return 0
     if not hits:
-        print("No passages found.")
+        print(_nothing_found(assistant, args))
     for n, hit in enumerate(hits, 1):
         date = f", {hit.date}" if hit.date else ""
         print(f"[{n}] {hit.title} ({hit.source}, {hit.lang}{date}) score {hit.score:.4f} chars {hit.start}-{hit.end}")
         print(textwrap.indent(textwrap.fill(hit.text, width=100), "    "))
     return 0
+
+
+def _nothing_found(assistant: Assistant, args) -> str:
+    """Why a search found nothing: an empty index, or filters that leave no document (a mistyped language code)."""
+    held = assistant.stats()["languages"]
+    if not held:
+        return "No passages found: the index is empty. Add documents to the corpus folder, then `python -m rag index`."
+    used = [f"--{name} {value}" for name, value in (("lang", args.lang), ("source", args.source),
+            ("from", args.date_from), ("to", args.date_to)) if value]  # fmt: skip
+    if not used:
+        return "No passages found."
+    languages = ", ".join(
+        f"{lang} ({count} document{'s' if count != 1 else ''})" for lang, count in sorted(held.items())
+    )
+    return f"No passages found with {' '.join(used)}. The index holds documents in: {languages}."
 
 
 def _ask(cfg, args) -> int:

@@ -58,6 +58,28 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys, fake_model):
     assert "Config file not found" in capsys.readouterr().err
 
 
+def test_search_that_filters_out_everything_names_the_filter_and_the_languages_held(
+    corpus, tmp_path, capsys, fake_model
+):
+    common = ["--corpus", str(corpus), "--index", str(tmp_path / "idx")]
+    assert cli.main(["index", *common]) == 0
+    capsys.readouterr()
+    assert cli.main(["search", "Bayramov", "--lang", "xx", *common]) == 0
+    out = capsys.readouterr().out
+    assert "No passages found with --lang xx." in out
+    assert "The index holds documents in: az (3 documents), en (1 document), ru (1 document)." in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["search", "x", "--k", "0"], ["ask", "x", "--k", "-2"], ["eval", "f", "--limit", "0"]]
+)
+def test_counts_below_one_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "must be a whole number of at least 1" in capsys.readouterr().err
+
+
 def test_search_with_empty_question_is_an_error(corpus, tmp_path, capsys, fake_model):
     common = ["--corpus", str(corpus), "--index", str(tmp_path / "idx")]
     cli.main(["index", *common])
