@@ -9,11 +9,16 @@ the FAISS engine through `document_mask`, the Milvus engine as an expression ove
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
+from datetime import date as Date
 
 import numpy as np
 
+from .errors import RagError
 from .types import Document
+
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,18 @@ class Filters:
     source: str | None = None  # a path relative to the corpus, or a glob such as "2023/*.txt"
     date_from: str | None = None  # "2023", "2023-06" or "2023-06-14"; inclusive
     date_to: str | None = None
+
+    def __post_init__(self) -> None:
+        for label, value in (("start", self.date_from), ("end", self.date_to)):
+            if value and not _is_date(value):
+                raise RagError(
+                    f"The {label} date {value.strip()!r} is not a date: write it as 2023, 2023-06 or 2023-06-14."
+                )
+        if self.date_from and self.date_to and date_bounds(self.date_from)[0] > date_bounds(self.date_to)[1]:
+            raise RagError(
+                f"The date range is empty: it starts ({self.date_from.strip()}) after it ends "
+                f"({self.date_to.strip()}). Swap the two dates."
+            )
 
     def languages(self) -> set[str] | None:
         """The languages asked for, or None for all."""
@@ -50,6 +67,19 @@ def _passes(doc, langs: set[str] | None, filters: Filters) -> bool:
 def source_matches(source: str, pattern: str) -> bool:
     pattern = pattern.strip().lstrip("./")
     return source == pattern or fnmatch.fnmatchcase(source, pattern) or source.endswith("/" + pattern)
+
+
+def _is_date(text: str) -> bool:
+    """A year, a month or a day in ISO form that exists: "2023", "2023-06", "2023-06-14"; not "2023-13"."""
+    match = _DATE.fullmatch(text.strip())
+    if not match:
+        return False
+    year, month, day = match.groups()
+    try:
+        Date(int(year), int(month or 1), int(day or 1))
+    except ValueError:
+        return False
+    return True
 
 
 def date_bounds(date: str) -> tuple[str, str]:

@@ -9,6 +9,8 @@ import pytest
 
 import rag
 from rag import store
+from rag.errors import RagError
+from rag.filters import Filters
 from rag.vectorstore import VectorIndex
 
 
@@ -213,6 +215,26 @@ def test_filters_by_language_source_and_date(corpus, make_assistant):
     assert dated and {h.source for h in dated} == {"004_6ae4727e16493b4e.txt"}
     assert assistant.search(query, k=10, date_from="2024") == []
     assert assistant.search(query, k=10, lang="de") == []
+
+
+@pytest.mark.parametrize(
+    ("dates", "message"),
+    [
+        ({"date_from": "yesterday"}, "The start date 'yesterday' is not a date"),
+        ({"date_to": "2023-13"}, "The end date '2023-13' is not a date"),
+        ({"date_from": "2023-02-30"}, "The start date '2023-02-30' is not a date"),
+        ({"date_from": "2024", "date_to": "2023-06"}, "The date range is empty: it starts (2024) after it ends"),
+    ],
+)
+def test_a_date_filter_that_is_no_date_or_an_empty_range_is_an_error(dates, message):
+    with pytest.raises(RagError) as error:
+        Filters(**dates)
+    assert message in str(error.value)
+
+
+def test_a_date_filter_may_be_a_year_a_month_or_a_day():
+    assert Filters(date_from=" 2023 ", date_to="2023-06").date_to == "2023-06"
+    assert Filters(date_from="2023-06-14", date_to="2023-06-14").date_from == "2023-06-14"
 
 
 def test_results_are_diversified_across_documents(corpus, make_assistant):
