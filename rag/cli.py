@@ -201,14 +201,19 @@ def _nothing_found(assistant: Assistant, args) -> str:
     held = assistant.stats()["languages"]
     if not held:
         return "No passages found: the index is empty. Add documents to the corpus folder, then `python -m rag index`."
-    used = [f"--{name} {value}" for name, value in (("lang", args.lang), ("source", args.source),
-            ("from", args.date_from), ("to", args.date_to)) if value]  # fmt: skip
+    used = _filters_used(args)
     if not used:
         return "No passages found."
     languages = ", ".join(
         f"{lang} ({count} document{'s' if count != 1 else ''})" for lang, count in sorted(held.items())
     )
     return f"No passages found with {' '.join(used)}. The index holds documents in: {languages}."
+
+
+def _filters_used(args) -> list[str]:
+    """The filter options given, as typed: ["--lang xx", "--from 2023"]."""
+    return [f"--{name} {value}" for name, value in (("lang", args.lang), ("source", args.source),
+            ("from", args.date_from), ("to", args.date_to)) if value]  # fmt: skip
 
 
 def _ask(cfg, args) -> int:
@@ -237,6 +242,9 @@ def _ask(cfg, args) -> int:
             if streamed:
                 print("\r\033[K", end="", file=sys.stderr)
             print(event.answer.to_markdown(), end="")
+            if event.answer.refused and not event.answer.related and _filters_used(args):
+                sys.stdout.flush()  # the note follows the answer, also when both go to one terminal
+                print(f"note: {_nothing_found(assistant, args)}", file=sys.stderr)
     return 0
 
 

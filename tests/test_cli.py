@@ -70,6 +70,16 @@ def test_search_that_filters_out_everything_names_the_filter_and_the_languages_h
     assert "The index holds documents in: az (3 documents), en (1 document), ru (1 document)." in out
 
 
+def test_a_refusal_because_the_filters_leave_no_document_says_so(corpus, tmp_path, capsys, fake_model):
+    common = ["--corpus", str(corpus), "--index", str(tmp_path / "idx")]
+    assert cli.main(["index", *common]) == 0
+    capsys.readouterr()
+    assert cli.main(["ask", "Bayramov kimlə görüşüb?", "--lang", "xx", "--model", "test", *common]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "Sənədlərdə bu suala cavab yoxdur."
+    assert err.startswith("note: No passages found with --lang xx. The index holds documents in: az (3 documents)")
+
+
 @pytest.mark.parametrize(
     "argv", [["search", "x", "--k", "0"], ["ask", "x", "--k", "-2"], ["eval", "f", "--limit", "0"]]
 )
