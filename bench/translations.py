@@ -1,11 +1,13 @@
 """Why quotes reach the asker untranslated: every machine translation the assistant tries, and what its check said.
 
     .venv/bin/python bench/translations.py [--model quality] [--limit N]
+    .venv/bin/python bench/translations.py --from-json    # re-render the block from bench/out, asking nothing
 
 Asks the NTREX-QA dev questions (the newsroom and index of bench/answers.py, `[answer] min_confidence = 0` so that
 every question is answered) and records each translation of a quote into the asker's language with the verdict of
 `rag.grounding.check_translation`: passed, or the first check it failed ("language": the reply is not in the
-asked language, "meaning": too far from its quote, "numbers", "names", "dates", "untranslated", "empty"). A
+asked language, or Azerbaijani without a letter Turkish lacks; "repeated": a word or phrase said three times in a
+row; "meaning": too far from its quote, "numbers", "names", "dates", "untranslated", "empty"). A
 translation that fails is not shown, and the answer quotes the document's own sentence instead, so this table is
 where the "readable" share of bench/answers.py is lost. Writes bench/out/translations-<model>.json (every attempt,
 with its quote and translation) and the TRANSLATIONS block of bench/RESULTS.md.
@@ -32,7 +34,7 @@ import rag  # noqa: E402
 from rag import grounding  # noqa: E402
 from rag.language import detect_language  # noqa: E402
 
-PROBLEMS = ("language", "meaning", "names", "numbers", "dates", "untranslated", "empty")
+PROBLEMS = ("language", "repeated", "meaning", "names", "numbers", "dates", "untranslated", "empty")
 
 
 def recording(attempts: list[dict]):
@@ -76,12 +78,17 @@ def run(model: str, limit: int | None) -> list[dict]:
     return attempts
 
 
-def render(attempts: list[dict], model: str, command: str, minutes: float) -> list[str]:
+def render(attempts: list[dict], model: str, command: str, minutes: float | None) -> list[str]:
+    ran = (
+        f"{time.strftime('%Y-%m-%d')}; chat model {model}; {minutes:.1f} min on {platform.machine()}, "
+        f"{os.cpu_count()} cores"
+        if minutes is not None
+        else f"re-rendered from the attempts a run saved in bench/out/translations-{model}.json; chat model {model}"
+    )
     lines = [
         "## Translations of quotes into the asker's language (`bench/translations.py`)",
         "",
-        f"- Command: `{command}`; {time.strftime('%Y-%m-%d')}; chat model {model}; {minutes:.1f} min on "
-        f"{platform.machine()}, {os.cpu_count()} cores",
+        f"- Command: `{command}`; {ran}",
         "- Every translation tried while answering the NTREX-QA dev questions (min_confidence 0), by the language "
         "asked in; a translation is shown only when it passes every check, else the quote stays in its language.",
         "",
@@ -98,7 +105,12 @@ def render(attempts: list[dict], model: str, command: str, minutes: float) -> li
         lines.append("| " + " | ".join(cells) + " |")
     language = [a for a in attempts if a["problem"] == "language"]
     if language:
-        replies = Counter(detect_language(a["translation"]) for a in language)
+        replies = Counter(
+            "az without a letter Turkish lacks (ə, x, q)"
+            if (found := detect_language(a["translation"])) == "az" == a["target_lang"]
+            else found
+            for a in language
+        )
         lines += [
             "",
             "Replies rejected for their language were detected as: "
@@ -113,12 +125,18 @@ def main() -> int:
     parser.add_argument("--model", default="quality", help="chat model (default: quality)")
     parser.add_argument("--limit", type=int, default=None, help="ask only the first N questions")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--from-json", action="store_true", help="re-render from bench/out, asking nothing")
     args = parser.parse_args()
     command = " ".join(["python bench/translations.py", *sys.argv[1:]])
+    out = OUT / f"translations-{args.model}.json"
+    if args.from_json:
+        attempts = json.loads(out.read_text(encoding="utf-8"))
+        publish("TRANSLATIONS", render(attempts, args.model, command, None), args.results)
+        print(f"wrote {args.results}", file=sys.stderr)
+        return 0
     started = time.perf_counter()
     attempts = run(args.model, args.limit)
     OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / f"translations-{args.model}.json"
     out.write_text(json.dumps(attempts, ensure_ascii=False, indent=1), encoding="utf-8")
     publish("TRANSLATIONS", render(attempts, args.model, command, (time.perf_counter() - started) / 60), args.results)
     print(f"wrote {out} and {args.results}", file=sys.stderr)

@@ -657,3 +657,23 @@ def test_bench_answers_judges_every_held_out_question_as_report_half(tmp_path):
     assert "| questions (answerable / not) | 3 / 0 | 3 / 0 |" in lines
     assert "| precision (correct / given) | 50% | 50% |" in lines  # a right, e cites a.txt: wrong; f below 0.75
     assert "- heldout (fake): never fitted on; every question counts as report half" in lines
+
+
+# -- bench/translations.py -----------------------------------------------------------------------------------------
+def test_bench_translations_counts_every_problem_and_names_turkish_taken_for_azerbaijani(monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.syspath_prepend(str(root / "bench"))
+    import translations
+
+    def attempt(target: str, problem: str, reply: str) -> dict:
+        return {"target_lang": target, "ok": not problem, "problem": problem, "translation": reply}
+
+    attempts = [
+        attempt("az", "language", "Bu, jury'a açıkladığında, Tellis'ın hayatını çözmek için telefon kayıtlarını"),
+        attempt("az", "repeated", "Bayramov birlikte birlikte birlikte görüşüb"),
+        attempt("ru", "", "Байрамов встретился с министром."),
+    ]
+    lines = translations.render(attempts, "fake", "python bench/translations.py --from-json", None)
+    assert "| az | 2 | 0 (0%) | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
+    assert "| all | 3 | 1 (33%) | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
+    assert any("az without a letter Turkish lacks (ə, x, q) 1" in line for line in lines)
