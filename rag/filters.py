@@ -31,6 +31,19 @@ class Filters:
     date_to: str | None = None
 
     def __post_init__(self) -> None:
+        # Callers of the API and of rag.search pass JSON values: a list of languages and a year as a number are
+        # what they mean; anything else that is not text is named, not left to fail deep inside a search.
+        if isinstance(self.lang, (list, tuple)) and all(isinstance(x, str) for x in self.lang):
+            object.__setattr__(self, "lang", ",".join(self.lang))
+        for name in ("date_from", "date_to"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, str(value))
+        for name, example in (("lang", '"az" or "az,ru"'), ("source", '"2023/*.txt"'), ("date_from", '"2023-06"'),
+                              ("date_to", '"2023-06"')):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise RagError(f"The filter {name} must be text such as {example}, not {type(value).__name__}.")
         for label, value in (("start", self.date_from), ("end", self.date_to)):
             if value and not _is_date(value):
                 raise RagError(

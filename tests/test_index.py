@@ -232,6 +232,13 @@ def test_a_date_filter_that_is_no_date_or_an_empty_range_is_an_error(dates, mess
     assert message in str(error.value)
 
 
+def test_filters_take_a_list_of_languages_and_a_year_as_a_number_and_name_any_other_type():
+    assert Filters(lang=["az", "ru"], date_from=2023).languages() == {"az", "ru"}
+    assert Filters(date_from=2023).date_from == "2023"
+    with pytest.raises(RagError, match="The filter source must be text"):
+        Filters(source=["a.txt"])
+
+
 def test_a_date_filter_may_be_a_year_a_month_or_a_day():
     assert Filters(date_from=" 2023 ", date_to="2023-06").date_to == "2023-06"
     assert Filters(date_from="2023-06-14", date_to="2023-06-14").date_from == "2023-06-14"

@@ -192,6 +192,17 @@ def test_search_returns_hits_with_filters(server):
     assert 1 <= len(hits) <= 3 and all(h["lang"] == "az" for h in hits)
     bad = httpx.post(f"{server.url}/v1/search", json={"query": "x", "k": 0}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "k"
+    # JSON values a client means: a list of languages, a year as a number
+    listed = httpx.post(f"{server.url}/v1/search", json={"query": "Bobur Usmanov", "filters": {"lang": ["az", "ru"],
+                        "date_from": 2023}}, timeout=10)  # fmt: skip
+    assert listed.status_code == 200 and {h["lang"] for h in listed.json()["data"]} <= {"az", "ru"}
+    for filters, words in (
+        ({"lang": 5}, "The filter lang must be text"),
+        ({"date_from": "yesterday"}, "The start date 'yesterday' is not a date"),
+        ({"date_from": "2024", "date_to": "2023"}, "The date range is empty"),
+    ):
+        wrong = httpx.post(f"{server.url}/v1/search", json={"query": "x", "filters": filters}, timeout=10)
+        assert wrong.status_code == 400 and words in wrong.json()["error"]["message"], wrong.text
 
 
 def test_another_address_needs_a_key():
