@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -235,9 +236,7 @@ class Assistant:
     ) -> list[Hit]:
         """Passages that best answer `query`, best first, from any language of the corpus."""
         query = retrieval.validate_query(query)
-        k = self.config.retrieval.k if k is None else int(k)
-        if k < 1:
-            raise ValueError("k must be at least 1.")
+        k = _passage_count(k, self.config.retrieval.k)
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
         return self._search(self.question(query), k, filters)
 
@@ -311,6 +310,12 @@ class Assistant:
         then the final "answer"."""
         started = time.perf_counter()
         asked = retrieval.validate_query(question, self.config.answer.max_question_chars)
+        passages = _passage_count(k, self.config.answer.passages)
+        if reply_lang is not None and reply_lang not in ANSWER_LANGUAGES:
+            raise ValueError(
+                f"reply_lang must be one of {', '.join(ANSWER_LANGUAGES)}, or None for the question's language; "
+                f"got {reply_lang!r}."
+            )
         history = _clean_history(history)
         settings = self.config.answer
         generator = self.generator(model)
@@ -327,7 +332,7 @@ class Assistant:
 
         q = self.question(standalone, asked=asked, reply_lang=reply_lang or answer_language(asked))
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
-        hits = self._search(q, k or settings.passages, filters)
+        hits = self._search(q, passages, filters)
         evidence = select_evidence(
             q,
             hits,
@@ -456,6 +461,15 @@ def _checked_rewrite(rewrite: str, question: str) -> str:
         return retrieval.validate_query(rewrite)
     except RagError:
         return question
+
+
+def _passage_count(k: object, default: int) -> int:
+    """`k` as a number of passages: the default when None, else a whole number of at least 1."""
+    if k is None:
+        return default
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1, got {k!r}.")
+    return int(k)
 
 
 def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:

@@ -288,3 +288,20 @@ def test_concurrent_answers_are_serialised_and_identical(seeds_embedder):
     for t in threads:
         t.join()
     assert not errors and len(set(results)) == 1 and len(results) == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k": 0}, "k must be a whole number of at least 1, got 0."),
+        ({"k": "3"}, "k must be a whole number of at least 1, got '3'."),
+        ({"reply_lang": "de"}, "reply_lang must be one of az, ru, en, or None for the question's language; got 'de'."),
+    ],
+)
+def test_an_option_out_of_range_is_named_before_anything_is_searched(seeds_embedder, options, message):
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_identity))
+    with pytest.raises(ValueError) as error:
+        assistant.answer(UZBEKISTAN, **options)
+    assert str(error.value) == message
+    with pytest.raises(ValueError, match="k must be a whole number"):
+        assistant.search(UZBEKISTAN, k=0)
