@@ -184,9 +184,9 @@ def check_translation(
         return TranslationCheck(False, "numbers")
     if months_in(quote) != months_in(translation):
         return TranslationCheck(False, "dates")
-    if len(translation.split()) >= 4 and detect_language(translation) != target_lang:
-        return TranslationCheck(False, "language")
-    if target_lang == "az" and len(translation.split()) >= 4 and not _NOT_TURKISH.search(translation):
+    if len(translation.split()) >= 4 and (
+        detect_language(translation) != target_lang or (target_lang == "az" and not _NOT_TURKISH.search(translation))
+    ):
         return TranslationCheck(False, "language")
     if _LOOP.search(translation) and not _LOOP.search(quote):
         return TranslationCheck(False, "repeated")
