@@ -7,7 +7,8 @@ Each backend runs in its own child process (so its peak memory is its own), one 
 texts: a Reuters sample (the first 1,000 articles with a body, chunked as the indexer does) and the NTREX
 articles in az, ru and en. For each it reports passages per second and CPU per wall second while embedding,
 the time to load the model, peak RSS, the time to embed one question, NTREX title -> article recall@1 / MRR
-in the five directions, and hit@1 on the NTREX-QA dev questions. Writes the BACKENDS block of
+in the five directions, hit@1 on the NTREX-QA dev questions, and how many of those searches put the gold first
+with one backend and not with torch. Writes the BACKENDS block of
 bench/RESULTS.md and bench/out/backends.json. The ONNX graphs must be prepared first
 (`python -m rag models` with `[models] backend` set, or this script prepares them).
 """
@@ -123,7 +124,7 @@ def one_backend(backend: str, work: Path) -> dict:
     log(f"{backend}: Reuters sample {result['reuters']['per_s']} passages/s")
 
     rows = [json.loads(line) for line in (EVAL / "ntrex_az_ru_en_docs.jsonl").read_text(encoding="utf-8").splitlines()]
-    result["ntrex_build"], result["directions"] = {}, {}
+    result["ntrex_build"], result["directions"], result["first_right"] = {}, {}, {}
     for target in ("az", "ru", "en"):
         corpus, index = work / backend / f"ntrex-{target}", work / backend / f"ntrex-{target}-index"
         doc_of_source = write_ntrex_corpus(rows, target, corpus)
@@ -145,6 +146,7 @@ def one_backend(backend: str, work: Path) -> dict:
                 for name, row in zip(doc_of_source, rows, strict=True)
             ]
             ranks = QuestionSet(f"{source}->{target}", items, target_cfg, embedder).ranks({})
+            result["first_right"][f"{source}->{target}"] = first_right(ranks)
             m = metrics(ranks)
             result["directions"][f"{source}->{target}"] = {
                 "recall@1": round(m["hit@1"] / m["questions"], 4),
@@ -157,7 +159,9 @@ def one_backend(backend: str, work: Path) -> dict:
     qa_cfg = replace(bench_config(ntrex_corpus, ntrex_index), models=models)
     rag.Assistant(qa_cfg, embedder=embedder).build_index()
     items = question_sets.answerable(rag.evaluation.load_items(EVAL / "ntrex_qa_dev.jsonl")[0])
-    result["ntrex_qa"] = metrics(QuestionSet("NTREX-QA dev", items, qa_cfg, embedder).ranks({}))
+    ranks = QuestionSet("NTREX-QA dev", items, qa_cfg, embedder).ranks({})
+    result["first_right"]["NTREX-QA dev"] = first_right(ranks)
+    result["ntrex_qa"] = metrics(ranks)
     log(f"{backend}: NTREX-QA hit@1 {result['ntrex_qa']['hit@1']}/{result['ntrex_qa']['questions']}")
 
     latencies = []
@@ -168,6 +172,18 @@ def one_backend(backend: str, work: Path) -> dict:
     result["query_ms_p50"] = round(statistics.median(latencies) * 1000, 1)
     result["peak_rss_mb"] = round(memory.stop(), 1)
     return result
+
+
+def first_right(ranks: list[int | None]) -> str:
+    """Which searches put the gold first, one character each ("1" or "0"), to compare backends search by search."""
+    return "".join("1" if rank == 1 else "0" for rank in ranks)
+
+
+def changed_first_places(figures: dict, reference: dict) -> str:
+    """How many searches put the gold first with one backend and not with the other: net hit counts hide flips
+    that cancel out, and this counts them."""
+    pairs = [(a, b) for key in reference for a, b in zip(figures[key], reference[key], strict=True)]
+    return f"{sum(a != b for a, b in pairs)} of {len(pairs)}"
 
 
 def render(results: dict) -> list[str]:
@@ -214,6 +230,11 @@ def render(results: dict) -> list[str]:
         lambda r: f"{statistics.mean(f['recall@1'] for f in r['directions'].values()):.3f}",
     )
     row("NTREX-QA dev hit@1", lambda r: f"{r['ntrex_qa']['hit@1']}/{r['ntrex_qa']['questions']}")
+    if base and all("first_right" in r for r in by.values()):
+        row(
+            "searches whose first result turns right or wrong vs torch (titles and NTREX-QA)",
+            lambda r: changed_first_places(r["first_right"], base["first_right"]),
+        )
     return lines + [""]
 
 

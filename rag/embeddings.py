@@ -10,12 +10,19 @@ imported) or an ONNX graph of the same model exported at setup ("onnx", "onnx-in
 graph computes the same vectors as PyTorch (mean cosine 0.99999, identical rankings in bench/RESULTS.md), so an
 index moves between "torch" and "onnx" freely; int8 weights change the vectors, so "onnx-int8" is part of the
 model's fingerprint and an index built with it is not searched with fp32 vectors, nor the reverse.
+
+With "onnx-int8" only passages (what indexing, evidence selection and translation checks encode in bulk) go
+through the int8 graph; questions go through the fp32 one. A question is one short text (10 ms in fp32), and a
+score then carries the int8 error of one side instead of two: over the 723 NTREX title and NTREX-QA searches, the
+first result differs from fp32's for 10 instead of 15 (bench/README.md, "Embedding backends").
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +54,28 @@ class Embedder:
         self.batch_size = models.batch_size
         self._model = None
         self._onnx = None
+        self._onnx_queries = None
+        self._query_models = replace(models, backend="onnx") if self.backend == "onnx-int8" else None
+        self._lock = threading.Lock()
         if self.backend == "torch":
             self._load_torch(models)
         else:
-            from .onnx_encoder import OnnxEncoder
-
-            folder = Path(self.reference)
-            self._onnx = OnnxEncoder(
-                resolve_onnx_model(models),
-                folder / "tokenizer.json",
-                max_tokens=_max_seq_length(folder),
-                threads=models.threads,
-                batch_size=self.batch_size,
-            )
+            self._onnx = self._load_onnx(models)
+            if self._query_models is not None:
+                resolve_onnx_model(self._query_models)  # a missing fp32 graph is named now, not at the first question
             self.dim = self._onnx.dim
+
+    def _load_onnx(self, models: ModelsConfig):
+        from .onnx_encoder import OnnxEncoder
+
+        folder = Path(self.reference)
+        return OnnxEncoder(
+            resolve_onnx_model(models),
+            folder / "tokenizer.json",
+            max_tokens=_max_seq_length(folder),
+            threads=models.threads,
+            batch_size=self.batch_size,
+        )
 
     def _load_torch(self, models: ModelsConfig) -> None:
         import torch
@@ -76,6 +91,16 @@ class Embedder:
                 "Run `python -m rag models` to prepare the default model, or fix [models] embedding in config.toml."
             ) from exc
         self.dim = int(self._model.get_embedding_dimension())
+
+    def _question_encoder(self):
+        """The graph questions go through. With "onnx-int8" the fp32 graph is loaded at the first question, so a
+        process that only indexes never holds it (it is most of the memory: 470 MB of weights, 118 MB in int8)."""
+        if self._query_models is None:
+            return self._onnx
+        with self._lock:
+            if self._onnx_queries is None:
+                self._onnx_queries = self._load_onnx(self._query_models)
+            return self._onnx_queries
 
     @property
     def max_tokens(self) -> int:
@@ -106,8 +131,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._onnx is not None:
-            prompt = self.query_prompt if query else self.document_prompt
-            return self._onnx.encode([prompt + t for t in texts])
+            if query:
+                return self._question_encoder().encode([self.query_prompt + t for t in texts])
+            return self._onnx.encode([self.document_prompt + t for t in texts])
         # The prompt is passed explicitly: sentence-transformers 6 gives every model an empty "document" prompt,
         # which encode_document prefers to the "passage" prompt e5 records, and would drop "passage: " unasked.
         encode = self._model.encode_query if query else self._model.encode_document

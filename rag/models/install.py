@@ -211,8 +211,9 @@ def prepare_models(
         with _locked(cache_dir, canonical):
             if canonical == EMBEDDING.name:
                 prepared[name] = _prepare_embedding(cache_dir, EMBEDDING, verify, log)
-                if backend != "torch":
-                    _prepare_onnx(cache_dir, backend, verify, log)
+                # "onnx-int8" encodes questions with the fp32 graph (embeddings.py), so it needs both.
+                for variant in {"torch": (), "onnx": ("onnx",), "onnx-int8": ("onnx", "onnx-int8")}[backend]:
+                    _prepare_onnx(cache_dir, variant, verify, log)
             else:
                 prepared[name] = _prepare_chat(cache_dir, CHAT_MODELS[canonical], verify, log)
     return prepared
