@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import threading
 import time
@@ -364,17 +365,21 @@ class Assistant:
             others = [e.quote for e in evidence]
             for item in foreign:
                 pieces = []
-                for piece in generator.chat(
+                reply = generator.chat(
                     translate_messages(item.quote, quote_language(item), q.answer_lang),
                     max_tokens=_translation_tokens(item.quote),
                     temperature=0.0,
-                    stop=["\n"],  # a translation of one sentence is one line; small models ramble on after it
                     cancel=cancel,
-                ):
-                    timings.setdefault("first_token", round(time.perf_counter() - started, 3))
-                    piece = retrieval.visible_text(piece)  # a model steered to emit escapes must not reach a terminal
-                    pieces.append(piece)
-                    yield StreamEvent("token", text=piece)
+                )
+                with contextlib.closing(reply):  # closing stops the model at once, before max_tokens
+                    for piece in reply:
+                        timings.setdefault("first_token", round(time.perf_counter() - started, 3))
+                        # a model steered to emit escapes must not reach a terminal
+                        piece = retrieval.visible_text(piece)
+                        pieces.append(piece)
+                        yield StreamEvent("token", text=piece)
+                        if _has_translation_line("".join(pieces)):
+                            break  # a translation of one sentence is one line; small models ramble on after it
                 if pieces:
                     yield StreamEvent("token", text=" ")
                 translation = _translation_line("".join(pieces))
@@ -437,6 +442,13 @@ def _translation_line(reply: str) -> str:
     lines = [" ".join(line.split()) for line in reply.splitlines()]
     lines = [line for line in lines if line and not line.endswith(":")]
     return lines[0].strip("\"'«»“”") if lines else ""
+
+
+def _has_translation_line(reply: str) -> bool:
+    """Whether the reply so far holds a finished line that `_translation_line` takes. Not simply the first line
+    break: small models often announce first ("Вот перевод текста на русский язык:"), then translate."""
+    finished, newline, _ = reply.rpartition("\n")
+    return bool(newline) and bool(_translation_line(finished))
 
 
 def _translation_tokens(quote: str) -> int:

@@ -68,12 +68,33 @@ _MONTH_STEMS = tuple(
     for stem in stems
 )
 _THOUSANDS = re.compile(r"(?<=\d)[\s\u00a0\u202f,.](?=\d{3}(?!\d))")
+# Words that multiply the number before them, in en / az / ru, by the power of ten they stand for. Azerbaijani
+# "min" (thousand: "100 minə qədər") counts only after a number, where it is not the verb "minmək" (to ride), and
+# not as "minut"; "$5m" and "£120m" are English news style for millions.
+_SCALES = (
+    (3, r"thousands?|min(?!ut)\w*|тысяч\w*|тыс\b"),
+    (6, r"millions?|mln\b|milyon\w*|миллион\w*|млн\b"),
+    (9, r"billions?|bn\b|milyard\w*|миллиард\w*|млрд\b"),
+    (12, r"trillions?|trilyon\w*|триллион\w*|трлн\b"),
+)
+_SCALED_NUMBER = re.compile(
+    r"\d(?:[\d.,\s\u00a0\u202f]*\d)?[\s\u00a0\u202f-]*(?:" + "|".join(f"(?P<e{p}>{w})" for p, w in _SCALES) + ")",
+    re.IGNORECASE,
+)
+_CURRENCY_MILLIONS = re.compile(r"[$£€]\s?\d[\d.,]*m\b")
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
 
 
 def numbers_in(text: str) -> set[str]:
     return {n.replace(",", ".").rstrip(".") for n in _NUMBER.findall(text)}
+
+
+def scales_in(text: str) -> set[int]:
+    """The powers of ten that scale a text's numbers ("100 minə qədər" -> {3}, "200 млрд долларов" -> {9}), so
+    that a translation cannot turn a hundred thousand into a hundred million while keeping the digits."""
+    found = {int(name[1:]) for m in _SCALED_NUMBER.finditer(text) for name, word in m.groupdict().items() if word}
+    return found | ({6} if _CURRENCY_MILLIONS.search(text) else set())
 
 
 # Capitalised in English by convention, not because they name something the evidence must contain in the
@@ -171,7 +192,8 @@ def check_translation(
 ) -> TranslationCheck:
     """Whether `translation` says what `quote` says, as far as can be checked without a second model.
 
-    Numbers must match exactly; the translation must be in `target_lang` (Azerbaijani with a letter Turkish lacks),
+    Numbers must match exactly, with the words that scale them (thousand, million...); the translation must be
+    in `target_lang` (Azerbaijani with a letter Turkish lacks),
     repeat no word or phrase three times in a row unless the quote does, and leave no run of the quote's words
     untranslated; half of the quote's names must be in it, compared by their index terms (which fold scripts:
     "Рид" and "Reed" share a sound key); and by meaning it must be at least `min_similarity` close to its quote
@@ -182,6 +204,8 @@ def check_translation(
         return TranslationCheck(False, "empty")
     if numbers_in(_joined_thousands(quote)) != numbers_in(_joined_thousands(translation)):
         return TranslationCheck(False, "numbers")
+    if scales_in(quote) != scales_in(translation):
+        return TranslationCheck(False, "numbers")  # "100 min" (thousand) is not "100 миллионов"
     if months_in(quote) != months_in(translation):
         return TranslationCheck(False, "dates")
     if len(translation.split()) >= 4 and (

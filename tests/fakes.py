@@ -59,8 +59,11 @@ class ScriptedGenerator:
     def __init__(self, reply):
         self.reply = reply
         self.prompts: list[list[dict]] = []
+        self.sent: list[str] = []  # every piece the caller took, across calls
 
     def chat(self, messages, *, max_tokens, temperature=0.0, stop=None, cancel=None):
         self.prompts.append(messages)
         text = self.reply(messages) if callable(self.reply) else self.reply
-        yield from re.findall(r"\S+\s*", text)
+        for piece in re.findall(r"\S+\s*", text):
+            self.sent.append(piece)
+            yield piece

@@ -91,6 +91,21 @@ def test_a_quote_in_another_language_is_answered_with_its_checked_translation(se
     _check_citations(assistant, answer)
 
 
+def test_a_translation_announced_on_a_line_of_its_own_is_kept_and_the_rambling_after_it_is_not_read(seeds_embedder):
+    """Small models often write "Вот перевод текста на русский язык:", a blank line, then the translation; a stop at
+    the first line break used to leave nothing to show."""
+
+    def announcing(messages):
+        translation = _translator(messages)
+        return f'Here is the translation:\n\n"{translation}"\nI hope this helps with your research. ' * 3
+
+    generator = ScriptedGenerator(announcing)
+    answer = _assistant(seeds_embedder, generator).answer(UZBEKISTAN)
+    assert answer.citations and all(c.translation == TRANSLATIONS.get(c.quote) for c in answer.citations)
+    assert any(c.translation for c in answer.citations)
+    assert not any("hope" in piece for piece in generator.sent)  # the model was stopped after the translation line
+
+
 def test_a_copied_quote_is_not_taken_for_a_translation(seeds_embedder):
     assistant = _assistant(seeds_embedder, ScriptedGenerator(_identity))
     answer = assistant.answer(UZBEKISTAN)
@@ -305,3 +320,21 @@ def test_an_option_out_of_range_is_named_before_anything_is_searched(seeds_embed
     assert str(error.value) == message
     with pytest.raises(ValueError, match="k must be a whole number"):
         assistant.search(UZBEKISTAN, k=0)
+
+
+@pytest.mark.parametrize(
+    ("reply", "done"),
+    [
+        ("Uzbekistan has always supported", False),  # still writing the line
+        ("Uzbekistan has always supported it.\n", True),
+        ("Вот перевод текста на русский язык:\n", False),  # only the announcement so far
+        ("Вот перевод текста на русский язык:\n\n", False),
+        ("Вот перевод текста на русский язык:\n\n«Узбекистан всегда поддерживал", False),
+        ("Вот перевод текста на русский язык:\n\n«Узбекистан всегда поддерживал.»\n", True),
+        ("\n\n", False),
+    ],
+)
+def test_a_translation_line_is_finished_at_the_line_break_after_it(reply, done):
+    from rag.assistant import _has_translation_line
+
+    assert _has_translation_line(reply) is done

@@ -186,6 +186,27 @@ def test_numbers_grouped_differently_are_the_same_number():
     assert wrong.problem == "numbers"
 
 
+@pytest.mark.parametrize(
+    ("quote", "translation", "ok"),
+    [
+        # From an NTREX-QA run: a hundred thousand became a hundred million with the digits kept.
+        ("Çində HİV və AİDS xəstəliyi ilə yaşayan insanların sayı 100 minə qədər çatıb.",
+         "В Китае число людей, живущих с HIV и AIDS, достигло около 100 миллионов.", False),
+        ("Çində HİV və AİDS xəstəliyi ilə yaşayan insanların sayı 100 minə qədər çatıb.",
+         "В Китае число людей, живущих с HIV и AIDS, достигло 100 тысяч.", True),
+        ("Xəzinədarlıq illik 120 milyon funt sterlinq toplayacağını güman edir.",
+         "The Treasury expects to raise £120m a year.", True),
+        ("Товары на сумму 200 млрд долларов.", "Goods worth $200 billion.", True),
+        ("Товары на сумму 200 млрд долларов.", "Goods worth $200 million.", False),
+        ("Kamyonun sürücüsü 5 atı minib getdi, dedi polis.", "The driver rode off on 5 horses, police said.", True),
+    ],
+)  # fmt: skip
+def test_a_translation_keeps_the_words_that_scale_its_numbers(quote, translation, ok):
+    check = grounding.check_translation(quote, translation, "ru" if "В Китае" in translation else "en", [UZ],
+                                        _best(0), 0.85)  # fmt: skip
+    assert (check.ok, check.problem) == ((True, "") if ok else (False, "numbers"))
+
+
 # -- composing the answer from quotes and translations -------------------------------------------------------
 def test_quotes_in_the_answer_language_are_the_answer_verbatim():
     evidence = _evidence()
