@@ -21,7 +21,7 @@ import numpy as np
 from .chunking import split_sentences
 from .citations import marker
 from .language import detect_language
-from .lexical import name_terms
+from .lexical import name_stems, name_terms
 from .prompts import EXTRACTIVE_INTRO, REFUSAL
 from .types import Citation, Evidence
 
@@ -196,9 +196,9 @@ def check_translation(
     in `target_lang` (Azerbaijani with a letter Turkish lacks),
     repeat no word or phrase three times in a row unless the quote does, and leave no run of the quote's words
     untranslated; half of the quote's names must be in it, compared by their index terms (which fold scripts:
-    "Рид" and "Reed" share a sound key); and by meaning it must be at least `min_similarity` close to its quote
-    (a cosine as high as most human translations reach, see bench/calibrate.py) and closer to it than to any of
-    `others` (the other evidence sentences), so that a
+    "Рид" and "Reed" share a sound key) or their first four letters ("Afrikada" / "Africa"); and by meaning it
+    must be at least `min_similarity` close to its quote (a cosine as high as most human translations reach, see
+    bench/calibrate.py) and closer to it than to any of `others` (the other evidence sentences), so that a
     garbled translation, or a fluent one of something else, fails."""
     if not translation.strip():
         return TranslationCheck(False, "empty")
@@ -218,10 +218,10 @@ def check_translation(
         return TranslationCheck(False, "untranslated")  # "ABŞ Dövlət katibi" left as it was
     if len(_common_words(quote, translation)) > _COPIED_WORDS_ALLOWED:
         return TranslationCheck(False, "untranslated")
-    translated_terms = name_terms(translation)
-    names = [name_terms(name) for start, end in split_sentences(quote) for name in names_in(quote[start:end])]
-    names = [terms for terms in names if terms]
-    if names and sum(1 for terms in names if terms & translated_terms) / len(names) < _NAMES_KEPT:
+    translated_terms, translated_stems = name_terms(translation), name_stems(translation)
+    names = [name for start, end in split_sentences(quote) for name in names_in(quote[start:end]) if name_terms(name)]
+    kept = [name for name in names if name_terms(name) & translated_terms or name_stems(name) & translated_stems]
+    if names and len(kept) / len(names) < _NAMES_KEPT:
         return TranslationCheck(False, "names")
     scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
     if scores[0] < min_similarity or (len(scores) > 1 and scores[0] <= scores[1:].max()):

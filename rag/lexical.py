@@ -117,6 +117,18 @@ def name_terms(text: str) -> frozenset[str]:
     return frozenset(tokenize(text))
 
 
+def name_stems(text: str, length: int = 4) -> frozenset[str]:
+    """The first `length` letters of each folded, transliterated word of at least that many letters: a looser
+    match than `name_terms` for names whose forms part after their start across languages and cases: "Afrikanın"
+    and "Africa" share "afri", "Германии" and "Germany" "germ"; "Австралии" and "Australia" still differ.
+
+    >>> sorted(name_stems("Afrikanın")), sorted(name_stems("Africa"))
+    (['afri'], ['afri'])
+    """
+    words = (_normalise(match.group()) for match in _WORD.finditer(text))
+    return frozenset(word[:length] for word in words if len(word) >= length and word.isalpha())
+
+
 class LexicalIndex:
     """BM25 over passages, addressed by passage row (the same rows as the dense index)."""
 

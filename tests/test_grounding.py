@@ -129,6 +129,22 @@ def test_names_are_matched_across_scripts_in_a_translation():
     assert grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85).ok
 
 
+@pytest.mark.parametrize(
+    ("quote", "translation", "target"),
+    [
+        # FLORES-200 sentences and their human translations that the index terms alone took for lost names.
+        ("Сразу после 11:00 протестующие перекрыли движение в северном направлении по Уайтхоллу.",
+         "Saat 11:00-dan dərhal sonra etirazçılar Uaytholldakı şimal vaqonunun hərəkətini kəsdilər.", "az"),
+        ("Рекорд Надала в схватках один на один с канадцем —  7–2.",
+         "Nadalın Kanadalı qarşısında başa-baş rekordunda xal 7:2 oldu.", "az"),
+        ("Maroochydore then defeated Caboolture in the Preliminary Final.",
+         "После этого Маручидор одержал победу над Кабулчер в предварительном финале.", "ru"),
+    ],
+)  # fmt: skip
+def test_names_are_matched_by_their_first_letters_across_languages(quote, translation, target):
+    assert grounding.check_translation(quote, translation, target, [UZ], _best(0), 0.85).ok
+
+
 def test_a_translation_closer_to_another_evidence_sentence_fails():
     translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
     # the embedding says the translation reads more like the second "other" sentence than like its own quote
