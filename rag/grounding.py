@@ -20,6 +20,7 @@ import numpy as np
 
 from .chunking import split_sentences
 from .citations import marker
+from .exonyms import place_ids
 from .language import detect_language
 from .lexical import name_stems, name_terms
 from .prompts import EXTRACTIVE_INTRO, REFUSAL
@@ -41,6 +42,10 @@ _AZERBAIJANI_LETTERS = re.compile(r"[əƏğĞıİşŞçÇöÖüÜ]")
 # for Azerbaijani, and the language detector cannot always tell the two apart (it took five Turkish translations
 # for Azerbaijani in one NTREX-QA run); 2,839 of 2,848 Azerbaijani sentences of four words or more (FLORES-200 and
 # NTREX) have one of these letters, and the nine without are short.
+# A word with Latin and Cyrillic letters both, a lower-case Latin word of four letters or more, a Cyrillic letter.
+_MIXED_SCRIPT_WORD = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*[А-Яа-яЁё])\w+\b")
+_LATIN_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z]{4,}(?![\w'’-])")
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 _NOT_TURKISH = re.compile(r"[əƏxX]|q(?!u)|Q(?!u)")
 # A word or phrase said three times in a row: a small model's generation loop, never a translation.
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,2})(?:\W+\1\b){2,}", re.UNICODE)
@@ -193,13 +198,13 @@ def check_translation(
     """Whether `translation` says what `quote` says, as far as can be checked without a second model.
 
     Numbers must match exactly, with the words that scale them (thousand, million...); the translation must be
-    in `target_lang` (Azerbaijani with a letter Turkish lacks),
-    repeat no word or phrase three times in a row unless the quote does, and leave no run of the quote's words
-    untranslated; half of the quote's names must be in it, compared by their index terms (which fold scripts:
-    "Рид" and "Reed" share a sound key) or their first four letters ("Afrikada" / "Africa"); and by meaning it
-    must be at least `min_similarity` close to its quote (a cosine as high as most human translations reach, see
-    bench/calibrate.py) and closer to it than to any of `others` (the other evidence sentences), so that a
-    garbled translation, or a fluent one of something else, fails."""
+    in `target_lang` (Azerbaijani with a letter Turkish lacks), repeat no word or phrase three times in a row
+    unless the quote does, and leave no run of the quote's words untranslated and no word in the other script;
+    half of the quote's names must be in it, compared by their index terms (which fold scripts: "Рид" and "Reed"
+    share a sound key), their first four letters ("Afrikada" / "Africa") or the place they name ("ABŞ" /
+    "США"); and by meaning it must be at least `min_similarity` close to its quote (a cosine as high as most
+    human translations reach, see bench/calibrate.py) and closer to it than to any of `others` (the other
+    evidence sentences), so that a garbled translation, or a fluent one of something else, fails."""
     if not translation.strip():
         return TranslationCheck(False, "empty")
     if numbers_in(_joined_thousands(quote)) != numbers_in(_joined_thousands(translation)):
@@ -218,9 +223,11 @@ def check_translation(
         return TranslationCheck(False, "untranslated")  # "ABŞ Dövlət katibi" left as it was
     if len(_common_words(quote, translation)) > _COPIED_WORDS_ALLOWED:
         return TranslationCheck(False, "untranslated")
-    translated_terms, translated_stems = name_terms(translation), name_stems(translation)
+    if _in_the_other_script(translation, target_lang):
+        return TranslationCheck(False, "untranslated")
+    translated_terms, translated_keys = name_terms(translation), _name_keys(translation)
     names = [name for start, end in split_sentences(quote) for name in names_in(quote[start:end]) if name_terms(name)]
-    kept = [name for name in names if name_terms(name) & translated_terms or name_stems(name) & translated_stems]
+    kept = [name for name in names if name_terms(name) & translated_terms or _name_keys(name) & translated_keys]
     if names and len(kept) / len(names) < _NAMES_KEPT:
         return TranslationCheck(False, "names")
     scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
@@ -259,6 +266,26 @@ def _common_words(quote: str, translation: str) -> set[str]:
         return {w for w in _LOWER_WORD.findall(text) if len(w) >= 4}
 
     return words(quote) & words(translation)
+
+
+def _in_the_other_script(translation: str, target_lang: str) -> bool:
+    """Whether a translation keeps words it should have written in its own script: a word that mixes Latin and
+    Cyrillic letters ("respondentов", "Тennesс"), Cyrillic in an English or Azerbaijani translation, or a
+    lower-case Latin word in a Russian one ("был apparently выброшен"). Human translations almost never do
+    (FLORES-200 and NTREX: none into English or Azerbaijani, 10 of 1,004 Russian sentences, mostly Latin
+    terms such as "Karenia brevis"); of the small models' passing translations into Russian, 11 of 24 did, every
+    one of them garbled (bench/README.md)."""
+    if _MIXED_SCRIPT_WORD.search(translation):
+        return True
+    if target_lang == "ru":
+        return bool(_LATIN_LOWER_WORD.search(translation))
+    return bool(_CYRILLIC.search(translation))
+
+
+def _name_keys(text: str) -> frozenset[str]:
+    """What a name is also matched by: its words' first letters, and the places it names, whose names differ
+    across the languages (exonyms.py: "Almaniya" / "Германия")."""
+    return name_stems(text) | place_ids(text)
 
 
 def _joined_thousands(text: str) -> str:

@@ -57,13 +57,15 @@ bildirib bildirilib qeyd olunub
 """
 
 
-def _normalise(word: str) -> str:
+def normalise_word(word: str) -> str:
+    """A word as the index compares it: lower case with the four i's as one, Cyrillic and Azerbaijani letters
+    folded to Latin ones, accents dropped ("Байрамов" -> "bayramov", "Özbəkistanın" -> "ozbekistanin")."""
     word = fold_dotted_i(word).lower().translate(_FOLD)
     # Drop any remaining combining marks (é -> e) so that accents never split a word in two.
     return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
 
 
-STOPWORDS = frozenset(_normalise(w) for w in _STOPWORDS_RAW.split())
+STOPWORDS = frozenset(normalise_word(w) for w in _STOPWORDS_RAW.split())
 
 
 # Names cross scripts with different vowels and spellings: Özbəkistan / Uzbekistan / Узбекистан,
@@ -94,7 +96,7 @@ def tokenize(text: str) -> list[str]:
     terms = []
     for match in _WORD.finditer(text):
         original = match.group()
-        word = _normalise(original)
+        word = normalise_word(original)
         if not word or word in STOPWORDS or word == "_":
             continue
         terms.append(word if word.isdigit() else word[:PREFIX_LENGTH])
@@ -125,7 +127,7 @@ def name_stems(text: str, length: int = 4) -> frozenset[str]:
     >>> sorted(name_stems("Afrikanın")), sorted(name_stems("Africa"))
     (['afri'], ['afri'])
     """
-    words = (_normalise(match.group()) for match in _WORD.finditer(text))
+    words = (normalise_word(match.group()) for match in _WORD.finditer(text))
     return frozenset(word[:length] for word in words if len(word) >= length and word.isalpha())
 
 

@@ -145,6 +145,41 @@ def test_names_are_matched_by_their_first_letters_across_languages(quote, transl
     assert grounding.check_translation(quote, translation, target, [UZ], _best(0), 0.85).ok
 
 
+@pytest.mark.parametrize(
+    ("quote", "translation", "target"),
+    [
+        # Places whose names differ across the languages (rag/exonyms.py): countries from pycountry, the rest listed.
+        ("ABŞ və Almaniya Çinə qarşı yeni tariflər tətbiq edib.",
+         "США и Германия ввели новые тарифы против Китая.", "ru"),
+        ("Земля вращается вокруг Солнца.", "Yer Günəşin ətrafında fırlanır.", "az"),
+    ],
+)  # fmt: skip
+def test_names_of_places_are_matched_across_their_different_names(quote, translation, target):
+    assert grounding.check_translation(quote, translation, target, [UZ], _best(0), 0.85).ok
+
+
+POLL = "A new poll from YouGov shows that 41 percent of respondents believed her."
+
+
+@pytest.mark.parametrize(
+    ("quote", "translation", "target", "ok"),
+    [
+        # From NTREX-QA runs: the small model's garbled translations into Russian that passed every other check.
+        (POLL, "Новый опрос из YouGov показывает, что 41% respondentов уверены.", "ru", False),  # mixed letters
+        ("Trump visits friendly places such as Tennessee and Mississippi.",
+         "Трамп посещает места, например Тennesс и Миссисипия.", "ru", False),  # Latin "ennes" in Cyrillic
+        ("An object was apparently thrown from the away end.",
+         "Объект был apparently выброшен с трибуны гостей.", "ru", False),  # an English word left
+        ("Новый опрос YouGov показывает, что 41% респондентов поверили.",
+         "A new YouGov poll shows that 41 percent of respondents believed the Опрос.", "en", False),  # Cyrillic
+        (POLL, "Новый опрос YouGov показывает, что 41% респондентов поверили ей.", "ru", True),  # a Latin name is fine
+    ],
+)  # fmt: skip
+def test_a_translation_with_words_in_the_other_script_fails(quote, translation, target, ok):
+    check = grounding.check_translation(quote, translation, target, [UZ], _best(0), 0.85)
+    assert (check.ok, check.problem) == ((True, "") if ok else (False, "untranslated"))
+
+
 def test_a_translation_closer_to_another_evidence_sentence_fails():
     translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
     # the embedding says the translation reads more like the second "other" sentence than like its own quote
