@@ -32,37 +32,58 @@ _NOT_COUNTRIES = (
     ("Turkey", "Türkiye", "Турция", "Türkiyə"),
 )
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-_FILLERS = frozenset({"of", "the", "and"})
-# Words shorter than this are compared whole, and only when written with a capital ("US", "ABŞ", "Ay"), so that
-# "us" or "ay" (month) in running text do not count; longer ones by their first STEM letters, as grammatical
-# endings follow ("Германии", "Almaniyanın").
-STEM = 4
+_FILLERS = frozenset({"of", "the", "and", "i", "ve"})  # "и" and "və" fold to "i" and "ve"
+# A place's word is found in a text as the start of a word: all of it but its last letter, and at least SHORTEST
+# letters, so that grammatical endings may follow ("Китай" -> "Китае", "Almaniya" -> "Almaniyanın") while
+# "Ливия" stays apart from "Livingston". Shorter words ("US", "ABŞ", "Ay") are compared whole, and only when
+# written with a capital, so that "us" or "ay" (month) in running text do not count.
+SHORTEST = 4
 
 
 def place_ids(text: str) -> frozenset[str]:
-    """Which of the places known here `text` names: "#<n>" ids, equal across languages.
+    """Which of the places known here `text` names: "#<n>" ids, equal across languages. A place is named when
+    every word of one of its names is there ("North Korea" needs both words; "Kanye West" is not "West Bank").
 
     >>> place_ids("Almaniyanın") == place_ids("в Германии") == place_ids("Germany") != frozenset()
     True
+    >>> place_ids("Kanye West") | place_ids("Sainsbury's") | place_ids("Livingston") | place_ids("Usmanov")
+    frozenset()
     """
-    keys = _keys(text)
-    return frozenset(f"#{n}" for n, place in enumerate(_places()) if place & keys)
+    words = _words(text, require_capital=True)
+    by_start, _ = _index()
+    found = set()
+    for word in words:
+        for place, name in by_start.get(word[:SHORTEST], ()):
+            if place not in found and all(any(_starts(w, part) for w in words) for part in name):
+                found.add(place)
+    return frozenset(f"#{place}" for place in found)
 
 
-def _keys(text: str, *, require_capital: bool = True) -> set[str]:
-    keys = set()
+def _starts(word: str, part: str) -> bool:
+    return word.startswith(part) if len(part) >= SHORTEST else word == part
+
+
+def _words(text: str, *, require_capital: bool) -> set[str]:
+    words = set()
     for match in _WORD.finditer(text):
         word = normalise_word(match.group())
-        if len(word) >= STEM:
-            keys.add(word[:STEM])
-        elif word and (match.group()[0].isupper() or not require_capital):
-            keys.add(word)
-    return keys
+        if word in _FILLERS or not word:
+            continue
+        if len(word) >= SHORTEST or match.group()[0].isupper() or not require_capital:
+            words.add(word)
+    return words
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """What each word of a place's name must start a word of the text with."""
+    return tuple(
+        sorted(w if len(w) < SHORTEST else w[: max(SHORTEST, len(w) - 1)] for w in _words(name, require_capital=False))
+    )
 
 
 @functools.cache
-def _places() -> tuple[frozenset[str], ...]:
-    """Each place as the keys of its first significant word in every form ("United States" -> "unit")."""
+def _index() -> tuple[dict[str, list[tuple[int, tuple[str, ...]]]], int]:
+    """Every name of every place, found by the first letters of its words: {start: [(place, parts)]}."""
     import pycountry
 
     translations = [
@@ -74,12 +95,9 @@ def _places() -> tuple[frozenset[str], ...]:
         for country in pycountry.countries
     ]
     groups += [set(names) for names in _NOT_COUNTRIES]
-    places = []
-    for names in groups:
-        keys = set()
-        for name in names:
-            words = [w for w in _WORD.findall(name) if normalise_word(w) not in _FILLERS]
-            if words:
-                keys |= _keys(words[0], require_capital=False)
-        places.append(frozenset(keys))
-    return tuple(places)
+    by_start: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+    for place, names in enumerate(groups):
+        for parts in {_parts(name) for name in names} - {()}:
+            for part in parts:
+                by_start.setdefault(part[:SHORTEST], []).append((place, parts))
+    return by_start, len(groups)
