@@ -50,7 +50,7 @@ def place_ids(text: str) -> frozenset[str]:
     frozenset()
     """
     words = _words(text, require_capital=True)
-    by_start, _ = _index()
+    by_start = _index()
     found = set()
     for word in words:
         for place, name in by_start.get(word[:SHORTEST], ()):
@@ -87,7 +87,7 @@ def _stem(word: str) -> str:
 
 
 @functools.cache
-def _index() -> tuple[dict[str, list[tuple[int, tuple[str, ...]]]], int]:
+def _index() -> dict[str, list[tuple[int, tuple[str, ...]]]]:
     """Every name of every place, found by the first letters of its words: {start: [(place, parts)]}."""
     import pycountry
 
@@ -105,4 +105,4 @@ def _index() -> tuple[dict[str, list[tuple[int, tuple[str, ...]]]], int]:
         for parts in {_parts(name) for name in names} - {()}:
             for part in parts:
                 by_start.setdefault(part[:SHORTEST], []).append((place, parts))
-    return by_start, len(groups)
+    return by_start

@@ -38,14 +38,14 @@ _LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_A-ZÀ-ÖØ-ÞА-ЯЁƏİÖÜĞŞ�
 # Letters only Azerbaijani uses among the three languages: in an English or Russian translation they are words
 # (or names) left untranslated, which also inflate the translation's similarity to its quote.
 _AZERBAIJANI_LETTERS = re.compile(r"[əƏğĞıİşŞçÇöÖüÜ]")
-# Letters Azerbaijani writes and Turkish does not (q other than in "qu"). The small models write Turkish when asked
-# for Azerbaijani, and the language detector cannot always tell the two apart (it took five Turkish translations
-# for Azerbaijani in one NTREX-QA run); 2,839 of 2,848 Azerbaijani sentences of four words or more (FLORES-200 and
-# NTREX) have one of these letters, and the nine without are short.
 # A word with Latin and Cyrillic letters both, a lower-case Latin word of four letters or more, a Cyrillic letter.
 _MIXED_SCRIPT_WORD = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*[А-Яа-яЁё])\w+\b")
 _LATIN_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z]{4,}(?![\w'’-])")
 _CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+# Letters Azerbaijani writes and Turkish does not (q other than in "qu"). The small models write Turkish when asked
+# for Azerbaijani, and the language detector cannot always tell the two apart (it took five Turkish translations
+# for Azerbaijani in one NTREX-QA run); 2,839 of 2,848 Azerbaijani sentences of four words or more (FLORES-200 and
+# NTREX) have one of these letters, and the nine without are short.
 _NOT_TURKISH = re.compile(r"[əƏxX]|q(?!u)|Q(?!u)")
 # A word or phrase said three times in a row: a small model's generation loop, never a translation.
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,2})(?:\W+\1\b){2,}", re.UNICODE)
