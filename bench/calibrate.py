@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from answers import question_set  # noqa: E402
 
 import rag  # noqa: E402
-from rag import RagError, evaluation  # noqa: E402
+from rag import RagError, evaluation, grounding  # noqa: E402
 from rag.decision import confidence_of, quotes_for  # noqa: E402
 from rag.evidence import (  # noqa: E402
     FEATURES,
@@ -50,6 +50,11 @@ FLORES = ROOT.parent / "shared" / "eval" / "sib200_flores_az_ru_en.jsonl"
 # translations by the default model (30 sentences x 6 directions, scored against the human reference): at the
 # 10th percentile 13 kept translations were poor (cosine to the reference < 0.88), at the 25th 8, at the 40th none.
 TRANSLATION_PERCENTILE = 40
+# The default chat model's translations of FLORES-200 sentences 300-359 (ru -> en, en -> ru, az -> en, az -> ru)
+# that passed every other check of the day, each labelled faithful or not by reading it beside the source and
+# the human reference (bench/labels/README.md). Only the translations are stored; the sentences are read from
+# ../shared/eval.
+TRANSLATION_LABELS = ROOT / "bench" / "labels" / "flores_translations.jsonl"
 
 
 def translation_min_similarity(assistant: rag.Assistant, sentences: int = 300) -> float:
@@ -63,6 +68,35 @@ def translation_min_similarity(assistant: rag.Assistant, sentences: int = 300) -
         for a, b in zip(vectors[first], vectors[second], strict=True)
     ]
     return float(np.percentile(cosines, TRANSLATION_PERCENTILE))
+
+
+def translation_min_alignment(assistant: rag.Assistant) -> tuple[float, dict]:
+    """The word-alignment floor (grounding.word_alignment) at which the labelled FLORES translations it keeps
+    have the most faithful ones minus twice the unfaithful ones: a wrong translation shown as one costs more
+    than a right one not shown (the quote is still there). Also returns what it keeps at that floor."""
+    lines = FLORES.read_text(encoding="utf-8").splitlines()
+    flores = {int(row["index_id"]): row for row in (json.loads(line) for line in lines if line.strip())}
+    labelled = [json.loads(line) for line in TRANSLATION_LABELS.read_text(encoding="utf-8").splitlines() if line]
+    scores = []
+    for item in labelled:
+        source, translation = assistant.embedder.passage_token_vectors(
+            [flores[item["index_id"]][item["source"]], item["translation"]]
+        )
+        scores.append((grounding.word_alignment(source, translation), bool(item["faithful"])))
+
+    def kept(floor: float) -> tuple[int, int]:
+        return sum(ok for s, ok in scores if s >= floor), sum(not ok for s, ok in scores if s >= floor)
+
+    floors = sorted({round(s, 4) for s, _ in scores})
+    best = max(floors, key=lambda f: (kept(f)[0] - 2 * kept(f)[1], -f))
+    faithful = sum(ok for _, ok in scores)
+    summary = {
+        "labelled": len(scores),
+        "faithful": faithful,
+        "kept_faithful": kept(best)[0],
+        "kept_unfaithful": kept(best)[1],
+    }
+    return best, summary
 
 
 def collect(assistant: rag.Assistant, items: list[evaluation.EvalItem]) -> list[dict]:
@@ -181,6 +215,12 @@ def main() -> int:
         print(f"{name:>6}: median confidence of answerable questions {np.median(confidences):.2f}")
     min_similarity = translation_min_similarity(assistant)
     print(f"translation_min_similarity {min_similarity:.4f} (FLORES-200, {TRANSLATION_PERCENTILE}th percentile)")
+    min_alignment, kept = translation_min_alignment(assistant)
+    print(
+        f"translation_min_alignment {min_alignment:.4f}: of {kept['labelled']} labelled FLORES translations "
+        f"({kept['faithful']} faithful) it keeps {kept['kept_faithful']} faithful and {kept['kept_unfaithful']} not; "
+        "the default of [answer] translation_min_alignment (rag/config.py, config.toml)"
+    )
     print("weights: " + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, model.weights, strict=True)))
     if args.write:
         record = {

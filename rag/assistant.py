@@ -390,6 +390,8 @@ class Assistant:
                     [o for o in others if o != item.quote],
                     self._similarity,
                     self.evidence_model.translation_min_similarity,
+                    self._word_alignment if settings.translation_min_alignment > 0 else None,
+                    settings.translation_min_alignment,
                 )
                 translations[item.n] = translation if check.ok else None
         else:
@@ -414,6 +416,11 @@ class Assistant:
             if self._instruction_screen is None:
                 self._instruction_screen = InstructionScreen.for_embedder(self.embedder.fingerprint)
             return self._instruction_screen
+
+    def _word_alignment(self, text: str, translation: str) -> float:
+        """How well the tokens of a text and of its translation line up (grounding.word_alignment)."""
+        first, second = self.embedder.passage_token_vectors([text, translation])
+        return grounding.word_alignment(first, second)
 
     def _similarity(self, texts: list[str], others: list[str]) -> np.ndarray:
         """Cosine of each text with each other text, both encoded as passages (a translation and its quote)."""

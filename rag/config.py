@@ -128,6 +128,8 @@ class AnswerConfig:
     # an answer whose calibrated confidence is below this is refused (see decision.py); a probability
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.44
     translate: bool = True  # quotes in another language than the question's are machine-translated and checked
+    # how well a translation's words must line up with its quote's (grounding.word_alignment); 0: not checked
+    translation_min_alignment: Annotated[float, Field(ge=0, le=1)] = 0.874
     rewrite_follow_ups: bool = True  # rewrite follow-up questions with the conversation before searching
     max_question_chars: Annotated[int, Field(ge=20)] = 1000  # longer questions are refused with a message, not cut
 

@@ -127,6 +127,35 @@ class Embedder:
                 progress(len(chunk))
         return out
 
+    def passage_token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, a unit vector for each of its own tokens as the model reads it as a passage: the prompt's
+        tokens ("passage: ") and the special tokens are left out. What compares two texts word by word
+        (grounding.alignment) rather than as wholes."""
+        prompted = [self.document_prompt + t for t in texts]
+        if self._onnx is not None:
+            raw = self._onnx.token_vectors(prompted)
+        else:
+            found = self._model.encode(
+                prompted, output_value="token_embeddings", batch_size=self.batch_size, show_progress_bar=False
+            )
+            raw = [np.asarray(t.float().numpy() if hasattr(t, "numpy") else t, dtype=np.float32) for t in found]
+        skip = 1 + self._prompt_tokens()  # <s>, then the prompt; </s> closes every text
+        out = []
+        for vectors in raw:
+            own = vectors[skip:-1]
+            out.append(own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12))
+        return out
+
+    def _prompt_tokens(self) -> int:
+        """How many tokens the passage prompt takes at the start of a text ("passage: " is two: "▁passage", ":";
+        the space joins the text's first token)."""
+        prompt = self.document_prompt.rstrip()
+        if not prompt:
+            return 0
+        if self._onnx is not None:
+            return len(self._onnx.tokens(prompt))
+        return len(self._model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

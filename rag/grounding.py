@@ -89,6 +89,7 @@ _SCALED_NUMBER = re.compile(
 _CURRENCY_MILLIONS = re.compile(r"[$£€]\s?\d[\d.,]*m\b")
 
 Similarity = Callable[[list[str], list[str]], np.ndarray]  # (texts, texts) -> cosine matrix
+Alignment = Callable[[str, str], float]  # (text, its translation) -> word_alignment of their token vectors
 
 
 def numbers_in(text: str) -> set[str]:
@@ -184,7 +185,7 @@ class TranslationCheck:
 
     ok: bool
     problem: str = ""  # what failed: "empty", "numbers", "dates", "language", "repeated", "untranslated", "names",
-    # "meaning"
+    # "meaning", "alignment"
 
 
 def check_translation(
@@ -194,6 +195,8 @@ def check_translation(
     others: Sequence[str],
     similarity: Similarity,
     min_similarity: float,
+    alignment: Alignment | None = None,
+    min_alignment: float = 0.0,
 ) -> TranslationCheck:
     """Whether `translation` says what `quote` says, as far as can be checked without a second model.
 
@@ -204,7 +207,9 @@ def check_translation(
     share a sound key), their first four letters ("Afrikada" / "Africa") or the place they name ("ABŞ" /
     "США"); and by meaning it must be at least `min_similarity` close to its quote (a cosine as high as most
     human translations reach, see bench/calibrate.py) and closer to it than to any of `others` (the other
-    evidence sentences), so that a garbled translation, or a fluent one of something else, fails."""
+    evidence sentences), so that a garbled translation, or a fluent one of something else, fails. With
+    `alignment`, its words must also line up with the quote's, at least `min_alignment` (see word_alignment):
+    a sentence-level cosine still lets through a fluent sentence on the same subject that says another thing."""
     if not translation.strip():
         return TranslationCheck(False, "empty")
     if numbers_in(_joined_thousands(quote)) != numbers_in(_joined_thousands(translation)):
@@ -233,7 +238,26 @@ def check_translation(
     scores = np.asarray(similarity([translation], [quote, *others]), dtype=np.float64)[0]
     if scores[0] < min_similarity or (len(scores) > 1 and scores[0] <= scores[1:].max()):
         return TranslationCheck(False, "meaning")
+    if alignment is not None and alignment(quote, translation) < min_alignment:
+        return TranslationCheck(False, "alignment")
     return TranslationCheck(True)
+
+
+def word_alignment(first: np.ndarray, second: np.ndarray) -> float:
+    """How well two texts' tokens line up, given a unit vector per token (rows): each token is matched to its
+    most similar token of the other text, and the two mean best matches are combined as an F1 (the greedy
+    matching of BERTScore, Zhang et al. 2020; with a multilingual encoder it works across languages, as in
+    SimAlign, Jalili Sabet et al. 2020). A translation that drops, adds or replaces a phrase leaves tokens
+    with no good match, which a whole-sentence cosine averages away.
+
+    On the default model's translations of 97 FLORES-200 sentences that passed every other check (labelled
+    faithful or not by reading them, bench/labels/), this separates the unfaithful ones with an AUC of 0.79
+    against 0.71 for the sentence cosine; on 31 such translations of NTREX-QA quotes, 0.92 against 0.79."""
+    if len(first) == 0 or len(second) == 0:
+        return 0.0
+    similarities = np.asarray(first, dtype=np.float64) @ np.asarray(second, dtype=np.float64).T
+    recall, precision = similarities.max(axis=1).mean(), similarities.max(axis=0).mean()
+    return float(2 * recall * precision / (recall + precision)) if recall + precision > 0 else 0.0
 
 
 def months_in(text: str) -> set[int]:

@@ -10,7 +10,7 @@ the model's own: the mean of the token vectors under the attention mask, then un
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,30 @@ class OnnxEncoder:
         finally:
             self._tokenizer.enable_truncation(self.max_tokens)
 
+    def tokens(self, text: str) -> list[str]:
+        """The text's tokens without the special ones."""
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for rows, tokens, mask in self._forward(texts):
+            weights = mask[..., None].astype(np.float32)
+            pooled = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, the model's vector of each of its tokens (special tokens included), in text order."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)] * len(texts)
+        for rows, tokens, mask in self._forward(texts):
+            for j, i in enumerate(rows):
+                out[i] = tokens[j, : int(mask[j].sum())]
+        return out
+
+    def _forward(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """(rows of `texts`, token vectors, attention mask) per batch of similar lengths."""
         if not texts:
-            return out
+            return
         encoded = self._tokenizer.encode_batch(_as_read(texts))
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i].ids))
         for start in range(0, len(order), self.batch_size):
@@ -67,11 +87,7 @@ class OnnxEncoder:
                 n = len(encoded[i].ids)
                 ids[j, :n] = encoded[i].ids
                 mask[j, :n] = 1
-            tokens = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            weights = mask[..., None].astype(np.float32)
-            pooled = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return out
+            yield rows, self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0], mask
 
 
 def _as_read(texts: Sequence[str]) -> list[str]:

@@ -204,6 +204,47 @@ def test_a_translation_less_faithful_than_most_human_ones_fails():
     assert not check.ok and check.problem == "meaning"
 
 
+def test_a_translation_whose_words_do_not_line_up_with_its_quote_fails_after_every_other_check():
+    translation = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York."
+    seen = []
+
+    def alignment(quote: str, text: str) -> float:
+        seen.append((quote, text))
+        return 0.85
+
+    check = grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85, alignment, 0.874)
+    assert (check.ok, check.problem) == (False, "alignment") and seen == [(KG, translation)]
+    assert grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85, alignment, 0.84).ok
+    assert grounding.check_translation(KG, translation, "en", [UZ], _best(0), 0.85).ok  # no alignment: not checked
+    # a translation that fails an earlier check is not aligned at all (the alignment runs the model per token)
+    seen.clear()
+    wrong_number = "Bayramov met Kyrgyzstan's foreign minister Ruslan Kazakbaev in New York on 3 May."
+    assert grounding.check_translation(KG, wrong_number, "en", [UZ], _best(0), 0.85, alignment, 0.874).problem in {
+        "numbers",
+        "dates",
+    }
+    assert seen == []
+
+
+def _unit(rows: list[list[float]]) -> np.ndarray:
+    array = np.asarray(rows, dtype=np.float64)
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
+
+
+def test_word_alignment_matches_each_token_to_its_closest_in_the_other_text():
+    tokens = _unit([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert grounding.word_alignment(tokens, tokens) == pytest.approx(1.0)
+    assert grounding.word_alignment(tokens, tokens[::-1]) == pytest.approx(1.0)  # order does not matter
+    # a translation that adds a phrase the quote does not have: its extra token has no match
+    added = np.vstack([tokens, _unit([[-1, -1, -1]])])
+    assert grounding.word_alignment(tokens, added) < 0.9
+    # one that drops a token: the quote's token has no match, and the score is the same either way round
+    dropped = tokens[:2]
+    assert grounding.word_alignment(tokens, dropped) == pytest.approx(grounding.word_alignment(dropped, tokens))
+    assert grounding.word_alignment(tokens, dropped) < grounding.word_alignment(tokens, tokens)
+    assert grounding.word_alignment(tokens, np.zeros((0, 3))) == 0.0
+
+
 def test_a_translation_in_the_wrong_language_fails():
     turkish = "Bayramov, Kırgızistan Dışişleri Bakanı Ruslan Kazakbaev ile New York'ta görüştü."
     check = grounding.check_translation(KG, turkish, "en", [UZ], _best(0), 0.85)

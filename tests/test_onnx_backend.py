@@ -220,3 +220,16 @@ def test_both_backends_apply_the_recorded_e5_prompts(embedders):
         assert (embedder.encode_queries(texts) * plain["query"]).sum(1).min() >= 0.999, backend
         assert (embedder.encode_passages(texts) * plain["passage"]).sum(1).min() >= 0.999, backend
         assert (embedder.encode_queries(texts) * plain["passage"]).sum(1).max() < 0.999, backend
+
+
+@pytest.mark.model
+def test_token_vectors_are_the_texts_own_tokens_on_both_backends(embedders):
+    """What word_alignment compares: one unit vector per token of the text, without the "passage: " prompt and
+    the special tokens, the same from fp32 ONNX as from PyTorch."""
+    texts = ["Özbəkistanın hər zaman Azərbaycanın ərazi bütövlüyünü dəstəklədiyini bildirib.", "Tokyo"]
+    torch_vectors = embedders["torch"].passage_token_vectors(texts)
+    onnx_vectors = embedders["onnx"].passage_token_vectors(texts)
+    for text, t, o in zip(texts, torch_vectors, onnx_vectors, strict=True):
+        assert len(t) == len(o) == len(embedders["onnx"]._onnx.tokens(text))
+        assert np.allclose(np.linalg.norm(o, axis=1), 1.0, atol=1e-5)
+        assert float((t * o).sum(axis=1).min()) > 0.999
