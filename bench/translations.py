@@ -34,7 +34,7 @@ import rag  # noqa: E402
 from rag import grounding  # noqa: E402
 from rag.language import detect_language  # noqa: E402
 
-PROBLEMS = ("language", "repeated", "meaning", "names", "numbers", "dates", "untranslated", "empty")
+PROBLEMS = ("language", "repeated", "meaning", "alignment", "names", "numbers", "dates", "untranslated", "empty")
 
 
 def recording(attempts: list[dict]):
