@@ -42,8 +42,8 @@ def recording(attempts: list[dict]):
     through the grounding module, so replacing it there is enough."""
     check = grounding.check_translation
 
-    def recorded(quote, translation, target_lang, others, similarity, min_similarity):
-        verdict = check(quote, translation, target_lang, others, similarity, min_similarity)
+    def recorded(quote, translation, target_lang, others, similarity, min_similarity, *alignment):
+        verdict = check(quote, translation, target_lang, others, similarity, min_similarity, *alignment)
         cosine = float(similarity([translation], [quote])[0][0]) if translation.strip() else None
         attempts.append(
             {
