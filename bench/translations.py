@@ -27,13 +27,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from answers import OUT, question_set  # noqa: E402
+from answers import EVAL, OUT, question_set  # noqa: E402
 from results_file import publish  # noqa: E402
 
 import rag  # noqa: E402
 from rag import grounding  # noqa: E402
 from rag.language import detect_language  # noqa: E402
 
+# NTREX-128 is translated sentence by sentence: line i of an article is line i in every language, so a quote that
+# is one whole line has a human translation into the asker's language.
+NTREX_ARTICLES = EVAL / "ntrex_az_ru_en_docs.jsonl"
+# Against that human translation, a machine translation counts as faithful at chrF >= 30 (sacrebleu's chrF, 0-100):
+# the bar at which chrF agreed best with reading, on the labelled FLORES translations of bench/labels/ (84 % of
+# 97; 65 of the 80 it calls faithful were faithful by reading, and 1 of the 17 it does not).
+FAITHFUL_CHRF = 30.0
 PROBLEMS = ("language", "repeated", "meaning", "alignment", "names", "numbers", "dates", "untranslated", "empty")
 
 
@@ -112,7 +119,52 @@ def render(attempts: list[dict], model: str, command: str, minutes: float | None
             + ", ".join(f"{lang} {n}" for lang, n in replies.most_common())
             + " (rag.language.detect_language; bench/out holds every reply).",
         ]
-    return lines
+    return lines + against_references(attempts)
+
+
+def against_references(attempts: list[dict]) -> list[str]:
+    """A table: of the translations shown and of those turned away, how many read like the human translation of
+    the same NTREX sentence (chrF >= FAITHFUL_CHRF). Only quotes that are one whole line of an article count."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    lines_of: dict[str, tuple[dict, int]] = {}
+    for article in map(json.loads, NTREX_ARTICLES.read_text(encoding="utf-8").splitlines()):
+        for lang in ("az", "ru", "en"):
+            for i, line in enumerate(article[lang].splitlines()):
+                lines_of[" ".join(line.split())] = (article, i)
+    counts: dict[tuple[str, bool], list[float]] = {}
+    for attempt in attempts:
+        found = lines_of.get(" ".join(attempt["quote"].split()))
+        if found is None or not attempt["translation"].strip():
+            continue
+        article, i = found
+        reference = article[attempt["target_lang"]].splitlines()[i]
+        score = chrf.sentence_score(attempt["translation"], [reference]).score
+        counts.setdefault((attempt["target_lang"], attempt["ok"]), []).append(score)
+        counts.setdefault(("all", attempt["ok"]), []).append(score)
+    with_reference = sum(len(v) for (target, _), v in counts.items() if target == "all")
+    out = [
+        "",
+        f"Against the human translation of the same sentence ({with_reference} of {len(attempts)} quotes are one "
+        f"whole line of an NTREX article, whose line in the asker's language is its human translation): "
+        f"translations with chrF >= {FAITHFUL_CHRF:.0f} against it (faithful, as far as a reference can tell: on "
+        "the labelled FLORES translations of bench/labels/ this bar agrees with reading for 84 %).",
+        "",
+        "| into | shown | of them faithful by the reference | median chrF | turned away | of them faithful by "
+        "the reference | median chrF |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for target in ("az", "ru", "en", "all"):
+        shown, away = counts.get((target, True), []), counts.get((target, False), [])
+        if not shown and not away:
+            continue
+        cells = [target]
+        for scores in (shown, away):
+            faithful = sum(score >= FAITHFUL_CHRF for score in scores)
+            cells += [str(len(scores)), str(faithful), f"{sorted(scores)[len(scores) // 2]:.0f}" if scores else "-"]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def _rejected_as(attempt: dict) -> str:
