@@ -23,6 +23,7 @@ from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagErr
 from .evidence import EvidenceModel, select_evidence
 from .instructions import InstructionScreen
 from .language import detect_language
+from .models import translates_into
 from .prompts import translate_messages
 from .question import ANSWER_LANGUAGES, Question, answer_language
 from .retrieval import Filters
@@ -358,7 +359,7 @@ class Assistant:
 
         translations: dict[int, str | None] = {}
         foreign = [item for item in decision.quotes if quote_language(item) != q.answer_lang]
-        if foreign and settings.translate:
+        if foreign and settings.translate and translates_into(generator.name, q.answer_lang):
             waiting = getattr(generator, "queue_length", 0)
             if waiting:
                 yield StreamEvent("queued", text=str(waiting))

@@ -286,6 +286,26 @@ def test_an_instruction_the_screen_misses_is_quoted_never_obeyed(seeds_embedder,
     _check_citations(assistant, answer)
 
 
+def test_the_default_model_is_not_asked_for_azerbaijani_which_it_cannot_write(seeds_embedder):
+    """Qwen2.5-Coder-1.5B writes Turkish when asked for Azerbaijani (none of 74 such translations passed the
+    check): an Azerbaijani question answered from a Russian article shows the quote at once, without the wait."""
+    question = "Qırğızıstan naziri kimin təbrik məktubunu çatdırmağı xahiş edib?"
+    default = ScriptedGenerator("Prezident İlham Əliyevin məktubunu.")
+    default.name = "qwen2.5-coder-1.5b"
+    answer = _assistant(seeds_embedder, default).answer(question)
+    assert answer.lang == "az" and any(c.lang != "az" for c in answer.citations)
+    assert default.prompts == [] and all(c.translation is None for c in answer.citations)
+    assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["az"])
+    # any other model (a user's GGUF or server) is asked, and the check judges what it writes
+    other = ScriptedGenerator("Prezident İlham Əliyevin məktubunu.")
+    _assistant(seeds_embedder, other).answer(question)
+    assert other.prompts and "Azerbaijani" in other.prompts[0][0]["content"]
+    # and the default model still translates into the languages it writes
+    default.prompts.clear()
+    _assistant(seeds_embedder, default).answer(UZBEKISTAN)
+    assert default.prompts and "English" in default.prompts[0][0]["content"]
+
+
 def test_stream_yields_the_translation_tokens_then_the_final_answer(seeds_embedder):
     assistant = _assistant(seeds_embedder, ScriptedGenerator(_translator))
     events = list(assistant.stream(UZBEKISTAN))
