@@ -665,15 +665,25 @@ def test_bench_translations_counts_every_problem_and_names_turkish_taken_for_aze
     monkeypatch.syspath_prepend(str(root / "bench"))
     import translations
 
-    def attempt(target: str, problem: str, reply: str) -> dict:
-        return {"target_lang": target, "ok": not problem, "problem": problem, "translation": reply}
+    article = json.loads(translations.NTREX_ARTICLES.read_text(encoding="utf-8").splitlines()[0])
+    line = article["az"].splitlines()[1]
+
+    def attempt(target: str, problem: str, reply: str, quote: str = "Bayramov görüşüb.") -> dict:
+        return {"target_lang": target, "ok": not problem, "problem": problem, "translation": reply, "quote": quote}
 
     attempts = [
         attempt("az", "language", "Bu, jury'a açıkladığında, Tellis'ın hayatını çözmek için telefon kayıtlarını"),
         attempt("az", "repeated", "Bayramov birlikte birlikte birlikte görüşüb"),
         attempt("ru", "", "Байрамов встретился с министром."),
+        # a whole line of an NTREX article: its line in the asker's language is the human translation
+        attempt("ru", "", article["ru"].splitlines()[1], quote=line),
+        attempt("en", "alignment", "Something else entirely, said nobody.", quote=line),
     ]
     lines = translations.render(attempts, "fake", "python bench/translations.py --from-json", None)
-    assert "| az | 2 | 0 (0%) | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
-    assert "| all | 3 | 1 (33%) | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
+    assert "| az | 2 | 0 (0%) | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in lines
+    assert "| all | 5 | 2 (40%) | 1 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0 |" in lines
     assert any("az without a letter Turkish lacks (ə, x, q) 1" in line for line in lines)
+    # against the human translations: the copy of the reference is faithful, the unrelated reply is not
+    assert any("2 of 5 quotes are one whole line" in line for line in lines)
+    assert "| ru | 1 | 1 | 100 | 0 | 0 | - |" in lines
+    assert "| en | 0 | 0 | - | 1 | 0 |" in " ".join(lines)
