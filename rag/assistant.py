@@ -23,7 +23,7 @@ from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagErr
 from .evidence import EvidenceModel, select_evidence
 from .instructions import InstructionScreen
 from .language import detect_language
-from .models import translates_into
+from .models import translates
 from .prompts import translate_messages
 from .question import ANSWER_LANGUAGES, Question, answer_language
 from .retrieval import Filters
@@ -357,14 +357,15 @@ class Assistant:
             yield StreamEvent("answer", answer=_refusal(base, hits, timings))
             return
 
-        translations: dict[int, str | None] = {}
         foreign = [item for item in decision.quotes if quote_language(item) != q.answer_lang]
-        if foreign and settings.translate and translates_into(generator.name, q.answer_lang):
+        translations: dict[int, str | None] = {item.n: None for item in foreign}
+        translatable = [item for item in foreign if translates(generator.name, quote_language(item), q.answer_lang)]
+        if translatable and settings.translate:
             waiting = getattr(generator, "queue_length", 0)
             if waiting:
                 yield StreamEvent("queued", text=str(waiting))
             others = [e.quote for e in evidence]
-            for item in foreign:
+            for item in translatable:
                 pieces = []
                 reply = generator.chat(
                     translate_messages(item.quote, quote_language(item), q.answer_lang),
@@ -395,8 +396,6 @@ class Assistant:
                     settings.translation_min_alignment,
                 )
                 translations[item.n] = translation if check.ok else None
-        else:
-            translations = {item.n: None for item in foreign}
         text, citations, mode = grounding.answer_from_quotes(decision.quotes, translations, q.answer_lang)
         timings["total"] = round(time.perf_counter() - started, 3)
         yield StreamEvent(

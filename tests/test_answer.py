@@ -286,24 +286,30 @@ def test_an_instruction_the_screen_misses_is_quoted_never_obeyed(seeds_embedder,
     _check_citations(assistant, answer)
 
 
-def test_the_default_model_is_not_asked_for_azerbaijani_which_it_cannot_write(seeds_embedder):
-    """Qwen2.5-Coder-1.5B writes Turkish when asked for Azerbaijani (none of 74 such translations passed the
-    check): an Azerbaijani question answered from a Russian article shows the quote at once, without the wait."""
-    question = "Qırğızıstan naziri kimin təbrik məktubunu çatdırmağı xahiş edib?"
+def test_the_default_model_is_not_asked_to_translate_azerbaijani_either_way(seeds_embedder):
+    """Qwen2.5-Coder-1.5B writes Turkish when asked for Azerbaijani (none of 74 such translations passed the check)
+    and mistranslates out of it (none of 34): the quote is shown at once, without the wait."""
     default = ScriptedGenerator("Prezident İlham Əliyevin məktubunu.")
     default.name = "qwen2.5-coder-1.5b"
-    answer = _assistant(seeds_embedder, default).answer(question)
-    assert answer.lang == "az" and any(c.lang != "az" for c in answer.citations)
+    # into Azerbaijani: an Azerbaijani question answered from the Russian article
+    into_az = "Qırğızıstan naziri kimin təbrik məktubunu çatdırmağı xahiş edib?"
+    answer = _assistant(seeds_embedder, default).answer(into_az)
+    assert answer.lang == "az" and answer.citations and all(c.lang == "ru" for c in answer.citations)
     assert default.prompts == [] and all(c.translation is None for c in answer.citations)
     assert answer.mode == "extractive" and answer.text.startswith(EXTRACTIVE_INTRO["az"])
+    # out of Azerbaijani: the README's English question, answered from an Azerbaijani article
+    answer = _assistant(seeds_embedder, default).answer(UZBEKISTAN)
+    assert answer.citations and all(c.lang == "az" for c in answer.citations) and default.prompts == []
+    # between the languages it writes, it is asked
+    answer = _assistant(seeds_embedder, default).answer(
+        "Whose letter of congratulations did the Kyrgyz minister ask to pass on?"
+    )
+    assert all(c.lang == "ru" for c in answer.citations)
+    assert default.prompts and "from Russian into English" in default.prompts[0][0]["content"]
     # any other model (a user's GGUF or server) is asked, and the check judges what it writes
     other = ScriptedGenerator("Prezident İlham Əliyevin məktubunu.")
-    _assistant(seeds_embedder, other).answer(question)
-    assert other.prompts and "Azerbaijani" in other.prompts[0][0]["content"]
-    # and the default model still translates into the languages it writes
-    default.prompts.clear()
-    _assistant(seeds_embedder, default).answer(UZBEKISTAN)
-    assert default.prompts and "English" in default.prompts[0][0]["content"]
+    _assistant(seeds_embedder, other).answer(into_az)
+    assert other.prompts and "into Azerbaijani" in other.prompts[0][0]["content"]
 
 
 def test_stream_yields_the_translation_tokens_then_the_final_answer(seeds_embedder):

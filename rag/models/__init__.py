@@ -51,7 +51,7 @@ from .lookup import (
     resolve_chat_model,
     resolve_embedding_model,
     resolve_onnx_model,
-    translates_into,
+    translates,
 )
 from .stamps import STAMP_FILE, SUMS_FILE, check_folder, record_checksums, sha256_file
 
@@ -85,7 +85,7 @@ __all__ = [
     "resolve_chat_model",
     "resolve_embedding_model",
     "resolve_onnx_model",
-    "translates_into",
+    "translates",
     "sha256_file",
     "write_safetensors",
 ]

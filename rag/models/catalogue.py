@@ -46,9 +46,10 @@ class ChatModel:
     size: int
     sha256: str
     licence: str
-    # Languages it is not asked to translate quotes into: measured to write nothing usable in them, so asking
-    # would only make the reader wait for a translation that the check turns away.
+    # Languages it is not asked to translate quotes into, or out of: measured to translate nothing usable there,
+    # so asking would only make the reader wait for a translation that the check turns away.
     cannot_translate_into: frozenset[str] = frozenset()
+    cannot_translate_from: frozenset[str] = frozenset()
 
 
 def _split_parts(prefix: str, version: str, count: int) -> tuple[WheelMember, ...]:
@@ -105,8 +106,11 @@ CHAT_MODELS: dict[str, ChatModel] = {
             licence="Apache-2.0 (upstream; none stated in the packages)",
             # Asked for Azerbaijani it writes Turkish: none of its 74 translations into Azerbaijani of NTREX-QA
             # quotes passed the check (bench/translations.py, 2026-12-02), nor did a prompt naming the alphabet
-            # or few-shot examples help (bench/README.md). Each try cost the reader 3-5 s.
+            # or few-shot examples help (bench/README.md). Out of Azerbaijani it mistranslates: none of 34 NTREX-QA
+            # quotes passed, and of 120 FLORES-200 sentences 3 passed, 1 of them faithful (bench/labels/). Each
+            # try cost the reader 3-5 s.
             cannot_translate_into=frozenset({"az"}),
+            cannot_translate_from=frozenset({"az"}),
         ),
     )
 }

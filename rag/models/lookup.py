@@ -29,12 +29,15 @@ def canonical_name(name: str) -> str:
     raise ModelError(f"Unknown model {name!r}. Choose from: {choices}.")
 
 
-def translates_into(chat_model_name: str, lang: str) -> bool:
-    """Whether a chat model is asked to translate quotes into `lang`: no where the catalogue measured it to write
-    nothing usable there; yes for any other model (a user's GGUF or server is trusted to try until shown
-    otherwise, and the translation check still judges what it writes)."""
+def translates(chat_model_name: str, source_lang: str, target_lang: str) -> bool:
+    """Whether a chat model is asked to translate a quote from `source_lang` into `target_lang`: no where the
+    catalogue measured it to translate nothing usable out of the one or into the other; yes for any other model
+    (a user's GGUF or server is trusted to try until shown otherwise, and the check still judges what it
+    writes)."""
     model = CHAT_MODELS.get(chat_model_name)
-    return model is None or lang not in model.cannot_translate_into
+    return model is None or (
+        source_lang not in model.cannot_translate_from and target_lang not in model.cannot_translate_into
+    )
 
 
 def _is_catalogued(name: str) -> bool:
