@@ -130,7 +130,7 @@ class Embedder:
     def passage_token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per text, a unit vector for each of its own tokens as the model reads it as a passage: the prompt's
         tokens ("passage: ") and the special tokens are left out. What compares two texts word by word
-        (grounding.alignment) rather than as wholes."""
+        (grounding.word_alignment) rather than as wholes."""
         prompted = [self.document_prompt + t for t in texts]
         if self._onnx is not None:
             raw = self._onnx.token_vectors(prompted)

@@ -85,7 +85,7 @@ __all__ = [
     "resolve_chat_model",
     "resolve_embedding_model",
     "resolve_onnx_model",
-    "translates",
     "sha256_file",
+    "translates",
     "write_safetensors",
 ]
