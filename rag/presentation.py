@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rag import citations
 from rag.errors import RagError
-from rag.prompts import MACHINE_TRANSLATION, RELATED_LABEL
+from rag.prompts import MACHINE_TRANSLATION, NO_TRANSLATION, RELATED_LABEL
 from rag.types import Answer, BuildSummary, Document
 
 if TYPE_CHECKING:
@@ -118,6 +118,9 @@ def render_answer_html(
                     f'<div class="rag-translation"><span class="rag-meta">{_esc(label)}:</span> '
                     f"{_esc(c.translation)}</div>"
                 )
+            elif c.lang != answer.lang:
+                note = NO_TRANSLATION.get(answer.lang, NO_TRANSLATION["en"])
+                parts.append(f'<div class="rag-translation rag-meta">({_esc(note)})</div>')
             document = docs.get(c.source)
             context = context_html(document, c) if document is not None else ""
             if context:

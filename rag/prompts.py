@@ -32,6 +32,13 @@ MACHINE_TRANSLATION = {
     "az": "maşın tərcüməsi",
     "ru": "машинный перевод",
 }
+# Marks a quote in another language that comes without a translation (none passed the check, or the chat model
+# is not asked for that language), so that the reader knows the quote's language is no oversight.
+NO_TRANSLATION = {
+    "en": "no checked machine translation",
+    "az": "yoxlanılmış maşın tərcüməsi yoxdur",
+    "ru": "проверенного машинного перевода нет",
+}
 
 # The model only translates: it never writes an answer of its own (see grounding.py). The quote is data, not
 # instructions, and a quote that carries instructions never becomes evidence in the first place (evidence.py).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .prompts import MACHINE_TRANSLATION
+from .prompts import MACHINE_TRANSLATION, NO_TRANSLATION
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,8 @@ class Citation:
     quote_end: int
     score: float  # how strongly the quote supports the claim (0..1)
     # The quote machine-translated into the answer's language, checked against the quote before it is shown;
-    # None when the quote is already in that language (or no translation passed the check).
+    # None when the quote is already in that language, no translation passed the check, or the chat model is not
+    # asked for this pair of languages (models.translates).
     translation: str | None = None
 
     def to_dict(self) -> dict:
@@ -235,6 +236,8 @@ class Answer:
             lines.append(f'[{c.n}] {c.title} ({c.source}{date}): "{c.quote}"')
             if c.translation:
                 lines.append(f"    {MACHINE_TRANSLATION.get(self.lang, MACHINE_TRANSLATION['en'])}: {c.translation}")
+            elif c.lang != self.lang:
+                lines.append(f"    ({NO_TRANSLATION.get(self.lang, NO_TRANSLATION['en'])})")
         if self.refused and self.related:
             lines.append("Closest matches (not an answer):")
             lines.extend(f"- {h.title} ({h.source})" for h in self.related)

@@ -165,6 +165,20 @@ def test_a_translation_is_shown_under_its_quote_marked_as_machine_made(lang, lab
     assert "translated from the quoted sources" in html and "confidence 62%" in html
 
 
+def test_a_quote_in_another_language_without_a_translation_says_so():
+    """The reader should not wonder whether the translation was forgotten: none passed the check, or the model is
+    not asked for that language."""
+    answer = make_answer(lang="en", mode="extractive", citations=[make_citation(1)])
+    html = app.render_answer_html(answer, [])
+    assert html.index("supports territorial integrity") < html.index("(no checked machine translation)")
+    assert "(no checked machine translation)" in answer.to_markdown()
+    # a quote in the answer's own language needs none, and gets no note
+    same = make_answer(lang="az", mode="extractive", citations=[make_citation(1)])
+    assert "yoxlanılmış maşın tərcüməsi" not in app.render_answer_html(same, []) + same.to_markdown()
+    translated = make_answer(lang="ru", citations=[replace(make_citation(1), translation="Узбекистан поддерживает.")])
+    assert "проверенного машинного перевода нет" not in app.render_answer_html(translated, [])
+
+
 # -- the stream, as the chat shows it -------------------------------------------------------------------------------
 
 
