@@ -57,10 +57,15 @@ TRANSLATION_PERCENTILE = 40
 TRANSLATION_LABELS = ROOT / "bench" / "labels" / "flores_translations.jsonl"
 
 
+def flores_rows() -> list[dict]:
+    """The FLORES-200 sentences of ../shared/eval, each with its az / ru / en texts, in file order."""
+    return [json.loads(line) for line in FLORES.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def translation_min_similarity(assistant: rag.Assistant, sentences: int = 300) -> float:
     """The cosine between a sentence and its human translation that TRANSLATION_PERCENTILE % of FLORES pairs
     (az / ru / en, every direction) fall below."""
-    rows = [json.loads(line) for line in FLORES.read_text(encoding="utf-8").splitlines() if line.strip()][:sentences]
+    rows = flores_rows()[:sentences]
     vectors = {lang: assistant.embedder.encode_passages([r[lang] for r in rows]) for lang in ("az", "ru", "en")}
     cosines = [
         float(a @ b)
@@ -74,8 +79,7 @@ def translation_min_alignment(assistant: rag.Assistant) -> tuple[float, dict]:
     """The word-alignment floor (grounding.word_alignment) at which the labelled FLORES translations it keeps
     have the most faithful ones minus twice the unfaithful ones: a wrong translation shown as one costs more
     than a right one not shown (the quote is still there). Also returns what it keeps at that floor."""
-    lines = FLORES.read_text(encoding="utf-8").splitlines()
-    flores = {int(row["index_id"]): row for row in (json.loads(line) for line in lines if line.strip())}
+    flores = {int(row["index_id"]): row for row in flores_rows()}
     labelled = [json.loads(line) for line in TRANSLATION_LABELS.read_text(encoding="utf-8").splitlines() if line]
     scores = []
     for item in labelled:

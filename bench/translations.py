@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections import Counter
@@ -168,7 +169,7 @@ def against_references(attempts: list[dict]) -> list[str]:
         cells = [target]
         for scores in (shown, away):
             faithful = sum(score >= FAITHFUL_CHRF for score in scores)
-            cells += [str(len(scores)), str(faithful), f"{sorted(scores)[len(scores) // 2]:.0f}" if scores else "-"]
+            cells += [str(len(scores)), str(faithful), f"{statistics.median(scores):.0f}" if scores else "-"]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
