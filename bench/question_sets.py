@@ -8,6 +8,9 @@ Four sets, each asked through `Assistant.search` under several retrieval setting
 - same-topic: the NTREX-QA questions whose article shares its story with other articles of the newsroom (the
   Sulawesi earthquake, the Kavanaugh hearings, the Ryder Cup ...), ranked among that story's articles only, so that
   every distractor is about the same subject.
+- five-article newsrooms: each NTREX-QA question asked over a corpus of its own, its article and the four articles
+  nearest to it (English versions, e5 cosine), each in its newsroom language: the seeds' case (a few articles on
+  one subject, one or two per language) with 108 questions instead of 40.
 
 Stories are found without reading the questions: two articles belong to one story when the embeddings of their
 English versions (the NTREX articles are parallel, so every article has one) have a cosine of at least
@@ -21,11 +24,13 @@ held-out seeds questions were not used to choose anything.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -49,6 +54,7 @@ STORY_TEXT_CHARS = 1500  # the start of each English article: headline and lead 
 # fusion (issue 12); "default" is whatever config.py holds now.
 SETTINGS: dict[str, dict] = {
     "previous (passage fusion, lexical 0.1)": {"document_weight": 0.0, "dense_weight": 0.9, "lexical_weight": 0.1},
+    "language means from the corpus alone (previous)": {"language_prior_documents": 0.0},
     "default": {},
     "default without language centring": {"language_centering": False},
     "dense only": {"dense_weight": 1.0, "lexical_weight": 0.0},
@@ -57,6 +63,10 @@ FIT_GRID = {
     "document_weight": (0.0, 0.5, 0.8, 1.0),
     "lexical_weight": (0.1, 0.2, 0.3),  # the dense weight is 1 minus this
 }
+# The prior's weight in the language means, in documents (retrieval.language_means); fitted on the fit halves
+# of seeds dev, NTREX-QA dev and the five-article newsrooms.
+PRIOR_GRID = (0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
+NEWSROOM_NEIGHBOURS = 4  # articles beside the answering one in each five-article newsroom
 LANGUAGES = ("az", "ru", "en")
 
 
@@ -90,6 +100,46 @@ class QuestionSet:
                 sources = [s for s in sources if s.removesuffix(".txt") in among]
             out.append(retrieval_rank(sources, item.gold))
         return out
+
+
+class NewsroomsSet(QuestionSet):
+    """Questions asked over corpora of their own: `groups` pairs each corpus's configuration with its questions."""
+
+    def __init__(self, name: str, groups: list[tuple[rag.Config, list[EvalItem]]], embedder: Embedder):
+        super().__init__(name, [item for _, items in groups for item in items], groups[0][0], embedder)
+        self.groups = groups
+
+    def ranks(self, settings: dict) -> list[int | None]:
+        out: list[int | None] = []
+        for config, items in self.groups:
+            part = QuestionSet(self.name, items, config, self.embedder)
+            out += part.ranks(settings)
+        return out
+
+
+def newsrooms(
+    work: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+) -> NewsroomsSet:
+    """One small newsroom per answering article: it and its NEWSROOM_NEIGHBOURS nearest articles of the NTREX-QA
+    corpus (by their English versions), each in the language the corpus stores it in."""
+    ids = sorted(corpus)
+    vectors = embedder.encode_passages([articles[i]["en"][:STORY_TEXT_CHARS] for i in ids])
+    by_article: dict[str, list[EvalItem]] = {}
+    for item in items:
+        by_article.setdefault(item.gold[0].removesuffix(".txt"), []).append(item)
+    groups = []
+    for doc_id, its in sorted(by_article.items()):
+        similarity = vectors @ vectors[ids.index(doc_id)]
+        nearest = [ids[j] for j in np.argsort(-similarity, kind="stable") if ids[j] != doc_id][:NEWSROOM_NEIGHBOURS]
+        folder = work / "questions" / "newsrooms" / doc_id
+        shutil.rmtree(folder / "corpus", ignore_errors=True)
+        (folder / "corpus").mkdir(parents=True)
+        for member in [doc_id, *nearest]:
+            (folder / "corpus" / f"{member}.txt").write_text(articles[member][corpus[member]], encoding="utf-8")
+        config = bench_config(folder / "corpus", folder / "index")
+        rag.Assistant(config, embedder=embedder).build_index()
+        groups.append((config, its))
+    return NewsroomsSet("five-article newsrooms (NTREX-QA)", groups, embedder)
 
 
 def metrics(ranks: Sequence[int | None]) -> dict:
@@ -154,10 +204,13 @@ def build_sets(work: Path, embedder: Embedder, log: Callable[[str], None]) -> tu
         QuestionSet("NTREX-QA dev", ntrex_dev, ntrex_cfg, embedder),
         same_topic,
     ]
-    titles = {}
+    articles = {}
     for line in (EVAL / "ntrex_az_ru_en_docs.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        titles[row["doc_id"]] = row["title_en"]
+        articles[row["doc_id"]] = row
+    sets.append(newsrooms(work, ntrex_dev, corpus, articles, embedder))
+    log(f"questions: {len(sets[-1].groups)} five-article newsrooms indexed")
+    titles = {doc_id: row["title_en"] for doc_id, row in articles.items()}
     story_info = {
         "min_cosine": STORY_MIN_COSINE,
         "groups": [[f"{doc_id} ({corpus[doc_id]}): {titles[doc_id][:60]}" for doc_id in g] for g in groups],
@@ -183,6 +236,18 @@ def fit_grid(fit_sets: Sequence[QuestionSet]) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["hit@1"], -r["mrr"]))
 
 
+def prior_grid(fit_sets: Sequence[QuestionSet]) -> list[dict]:
+    """Hit@1 and MRR on the fit halves of the given sets for every language_prior_documents, best first."""
+    rows = []
+    for prior in PRIOR_GRID:
+        ranks = []
+        for qs in fit_sets:
+            keep = [article_half(item) == "fit" for item in qs.items]
+            ranks += [r for r, k in zip(qs.ranks({"language_prior_documents": prior}), keep, strict=True) if k]
+        rows.append({"language_prior_documents": prior, **metrics(ranks)})
+    return sorted(rows, key=lambda r: (-r["hit@1"], -r["mrr"], r["language_prior_documents"]))
+
+
 def run(work: Path, embedder: Embedder, log: Callable[[str], None]) -> dict:
     sets, story_info = build_sets(work, embedder, log)
     results: dict = {"stories": story_info, "sets": {}, "rank_depth": RANK_DEPTH}
@@ -195,8 +260,11 @@ def run(work: Path, embedder: Embedder, log: Callable[[str], None]) -> dict:
         log(f"questions: {qs.name}: default hit@1 {default['hit@1']}/{default['questions']}")
     fit_sets = [qs for qs in sets if qs.name in ("seeds dev", "NTREX-QA dev")]
     results["fit_grid"] = fit_grid(fit_sets)
+    prior_sets = [qs for qs in sets if qs.name in ("seeds dev", "NTREX-QA dev") or isinstance(qs, NewsroomsSet)]
+    results["prior_grid"] = prior_grid(prior_sets)
     defaults = rag.load_config({}).retrieval
     results["defaults"] = {
+        "language_prior_documents": defaults.language_prior_documents,
         "document_weight": defaults.document_weight,
         "dense_weight": defaults.dense_weight,
         "lexical_weight": defaults.lexical_weight,
@@ -221,7 +289,8 @@ def render(r: dict, md_table: Callable[[Sequence[str], Sequence[Sequence[object]
         "Columns: question language, then the two halves of the data split by article (`fit` chose the "
         "settings, `report` did not). `seeds held-out` (bench/questions/seeds_heldout.jsonl) was written for "
         "this benchmark and never used to choose anything. `same-topic` ranks each NTREX-QA question's article "
-        "among the articles of its story only (stories listed below).",
+        "among the articles of its story only (stories listed below). `five-article newsrooms` asks each "
+        "NTREX-QA question over a corpus of its article and the four articles nearest to it.",
         "",
     ]
     columns = ["all", *LANGUAGES, "fit", "report"]
@@ -247,6 +316,18 @@ def render(r: dict, md_table: Callable[[Sequence[str], Sequence[Sequence[object]
         for g in r["fit_grid"]
     ]
     lines += md_table(["document_weight", "dense_weight", "lexical_weight", "hit@1", "MRR"], rows)
+    if "prior_grid" in r:
+        lines += [
+            "Prior grid: hit@1 and MRR on the fit halves of seeds dev, NTREX-QA dev and the five-article newsrooms "
+            "together, for each weight of the prior language mean (`language_prior_documents`; 0 is the corpus's "
+            f"own means), best first. The default is {d['language_prior_documents']}.",
+            "",
+        ]
+        rows = [
+            [g["language_prior_documents"], f"{g['hit@1']}/{g['questions']}", f"{g['mrr']:.3f}"]
+            for g in r["prior_grid"]
+        ]
+        lines += md_table(["language_prior_documents", "hit@1", "MRR"], rows)
     groups = r["stories"]["groups"]
     sizes = [len(g) for g in groups]
     lines += [

@@ -10,6 +10,7 @@ import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,8 +205,21 @@ class Assistant:
                         "[models] embedding and backend back to what the index was built with."
                     )
                 data.engine.ef_search = self.config.index.hnsw_ef_search
-                self._data = data
+                self._data = replace(data, centroids=self._language_means(data, built_with))
             return self._data
+
+    def _language_means(self, data: store.IndexData, model_fingerprint: str) -> dict:
+        """The index's per-language mean vectors, shrunk towards the shipped prior (retrieval.language_means)."""
+        documents: dict[str, int] = {}
+        for doc in data.documents:
+            documents[doc.lang] = documents.get(doc.lang, 0) + 1
+        return retrieval.language_means(
+            data.centroids,
+            {lang: len(rows) for lang, rows in data.rows_by_lang.items()},
+            documents,
+            retrieval.language_offsets(model_fingerprint),
+            self.config.retrieval.language_prior_documents,
+        )
 
     # -- search -----------------------------------------------------------------------------------------------
     def question(self, text: str, *, asked: str = "", reply_lang: str | None = None) -> Question:

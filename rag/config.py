@@ -104,6 +104,8 @@ class RetrievalConfig:
     dense_weight: Annotated[float, Field(ge=0)] = 0.8  # share of the dense (meaning) score in the fused score
     lexical_weight: Annotated[float, Field(ge=0)] = 0.2  # share of the lexical (BM25) score
     language_centering: bool = True  # subtract each language's mean vector to remove same-language bias
+    # Documents' worth of weight the prior language mean carries against a language's own mean (0: own mean only)
+    language_prior_documents: Annotated[float, Field(ge=0)] = 3.0
     document_weight: Annotated[float, Field(ge=0, le=1)] = 0.8  # share of the document score in a passage's rank
     max_per_document: Count = 2  # diversity: at most this many passages of one document in the top k (0: no limit)
 

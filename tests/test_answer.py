@@ -58,7 +58,8 @@ def _identity(messages):
     return messages[-1]["content"]
 
 
-# What a good translator writes for the two sentences of article 004 that the Uzbekistan question quotes.
+# What a good translator writes for the sentences of article 004 that the Uzbekistan question quotes (the best
+# one and the next best of the same article).
 TRANSLATIONS = {
     "Özbəkistanın hər zaman Azərbaycanın ərazi bütövlüyünü dəstəklədiyini diqqətə çatdırıb.": (
         "He noted that Uzbekistan has always supported the territorial integrity of Azerbaijan."
@@ -67,6 +68,11 @@ TRANSLATIONS = {
     "maraq doğuran regional və beynəlxalq məsələlər ətrafında da fikir mübadiləsi aparılıb.": (
         "At the meeting, views were also exchanged on cooperation between Azerbaijan and Uzbekistan within "
         "international organizations, as well as on regional and international issues of mutual interest."
+    ),
+    "Bildirilib ki, iyunun 14-də Azərbaycan və Özbəkistan Xarici İşlər nazirlikləri arasında siyasi "
+    "məsləhətləşmələr keçirilib.": (
+        "It was reported that political consultations were held between the Foreign Ministries of Azerbaijan and "
+        "Uzbekistan on June 14."
     ),
 }
 
@@ -146,7 +152,8 @@ def test_a_fluent_translation_that_changes_what_was_discussed_is_not_shown(seeds
     floor = seeds_embedder.evidence_model.translation_min_similarity
     assert grounding.check_translation(quote, changed, "en", others, seeds_embedder._similarity, floor).ok
     generator = ScriptedGenerator(lambda messages: changed if messages[-1]["content"] == quote else "")
-    answer = _assistant(seeds_embedder, generator).answer(UZBEKISTAN)
+    asked = "What did Azerbaijan and Uzbekistan discuss about international organisations?"
+    answer = _assistant(seeds_embedder, generator).answer(asked)
     assert any(c.quote == quote for c in answer.citations)
     assert all(c.translation is None for c in answer.citations)
     assert "military" not in answer.text

@@ -21,17 +21,44 @@ def seeds_assistant(real_assistant_factory):
     return assistant
 
 
-def test_dev_questions_find_their_gold_article_first(seeds_assistant):
-    """Rank 1 is the measure (with five documents, top 5 proves nothing). dev-oic-2 ("What did the OIC
-    condemn ...") is answered by an Azerbaijani article that says "İƏT": it ranks first only because the corpus's
-    own definitions link OIC to İƏT (aliases.py); before that an English article about the OIC won."""
-    answerable = [q for q in DEV if q["gold"]]
-    misses = {}
-    for item in answerable:
-        hits = seeds_assistant.search(item["q"], k=5)
-        if hits[0].source not in item["gold"]:
-            misses[item["id"]] = [h.source for h in hits]
-    assert not misses
+def _dev_ranks(assistant) -> dict[str, int | None]:
+    """Each answerable dev question's rank of its gold article among the distinct documents found."""
+    ranks = {}
+    for item in (q for q in DEV if q["gold"]):
+        sources = list(dict.fromkeys(hit.source for hit in assistant.search(item["q"], k=10)))
+        ranks[item["id"]] = next((i for i, s in enumerate(sources, 1) if s in item["gold"]), None)
+    return ranks
+
+
+def test_dev_questions_find_their_gold_article_among_the_first_two(seeds_assistant):
+    """Rank 1 or 2 of five (with five documents, top 5 proves nothing). dev-oic-2 ("What did the OIC condemn
+    ...") is answered by an Azerbaijani article that says "İƏT": it ranks first only because the corpus's own
+    definitions link OIC to İƏT (aliases.py); before that an English article about the OIC won. Three dev
+    questions rank their article second since the language means are shrunk towards the prior (the next test);
+    over 108 questions in five-article newsrooms the prior ranks 17 more first (bench/RESULTS.md)."""
+    ranks = _dev_ranks(seeds_assistant)
+    assert all(rank in (1, 2) for rank in ranks.values()), ranks
+    assert sum(rank == 1 for rank in ranks.values()) >= len(ranks) - 3, ranks
+
+
+def test_corpus_language_means_alone_rank_every_dev_question_first(real_assistant_factory):
+    """The previous centring (each language's own mean, `language_prior_documents = 0`) is still one setting
+    away, and still puts every dev question's article first."""
+    assistant = real_assistant_factory(SEEDS, retrieval={"language_prior_documents": 0})
+    assistant.build_index()
+    ranks = _dev_ranks(assistant)
+    assert all(rank == 1 for rank in ranks.values()), ranks
+
+
+def test_the_only_english_article_is_found_for_an_english_question_about_it(real_assistant_factory, seeds_assistant):
+    """The seeds hold one English article (002): its own mean as "the English mean" is mostly its subject, and
+    subtracting it from an English question about that subject pushed the article below Azerbaijani ones about
+    other meetings. With the prior (retrieval.language_means) it ranks first."""
+    question = "What did the OIC ambassadors say they wanted at the end of the meeting with the foreign minister?"
+    assert seeds_assistant.search(question, k=3)[0].source == "002_be657e30248251b4.txt"
+    alone = real_assistant_factory(SEEDS, retrieval={"language_prior_documents": 0})
+    alone.build_index()
+    assert "002_be657e30248251b4.txt" not in [hit.source for hit in alone.search(question, k=3)][:1]
 
 
 @pytest.mark.parametrize(
