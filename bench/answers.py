@@ -6,7 +6,9 @@
 Question sets: "seeds" (../shared/eval/seeds_dev.jsonl over the configured corpus), "ntrex" (NTREX-QA: the
 mixed-language newsroom written by rag.evaluation.prepare_ntrex_qa into a cache folder, with its own index) and
 "heldout" (bench/questions/seeds_heldout.jsonl over the configured corpus: questions of the seeds' kinds written for
-the benchmarks and never used to fit anything, so all of its rows count as report half). Every
+the benchmarks and never used to fit anything, so all of its rows count as report half) and "newsrooms" (each
+answerable NTREX-QA question over a corpus of five articles of its story: its own and the four nearest to it, see
+bench/question_sets.py; its fit half takes no part in the default threshold, its questions being NTREX-QA's). Every
 question is asked once per chat model with `[answer] min_confidence = 0`, so that each row holds the would-be
 answer and its confidence; the configured min_confidence (or --min-confidence) is then applied to the rows after
 the fact. Writes the rows to bench/out/answers-<set>-<model>.json, the curve to bench/risk_coverage.png and the
@@ -29,6 +31,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import question_sets  # noqa: E402
 from results_file import mode_counts, publish  # noqa: E402
 
 import rag  # noqa: E402
@@ -40,10 +43,13 @@ QUESTIONS = {
     "seeds": EVAL / "seeds_dev.jsonl",
     "ntrex": EVAL / "ntrex_qa_dev.jsonl",
     "heldout": ROOT / "bench" / "questions" / "seeds_heldout.jsonl",
+    "newsrooms": EVAL / "ntrex_qa_dev.jsonl",  # its answerable questions, each over five articles of one story
 }
 SETS = tuple(QUESTIONS)
 # Sets no threshold or weight is ever fitted on: every row is judged as report half, none takes part in a pick.
 UNSEEN = frozenset({"heldout"})
+# Sets whose fit half takes no part in the default threshold: the newsrooms ask NTREX-QA's questions again.
+REPEATS = frozenset({"newsrooms"})
 HALVES = ("fit", "report")
 TARGET_PRECISION = 0.9  # the precision a threshold picked on the fit half must reach
 NTREX_CACHE = Path(tempfile.gettempdir()) / "rag-eval" / "ntrex-qa"  # corpus/ and index/, reused between runs
@@ -62,16 +68,39 @@ HEADLINE = [  # label, decisions() key (or two keys), kind
 
 
 # -- running ----------------------------------------------------------------------------------------------------
-def question_set(name: str, cfg: rag.Config) -> tuple[rag.Config, list[evaluation.EvalItem]]:
-    """The configuration to answer a set with (its corpus and index) and its questions."""
+def question_parts(name: str, cfg: rag.Config, embedder) -> list[tuple[rag.Config, list[evaluation.EvalItem]]]:
+    """The questions of a set, with the configuration (corpus and index) to answer them with: one part per
+    corpus ("newsrooms" has one small corpus per answering article)."""
     items, _ = evaluation.load_items(QUESTIONS[name])
     if name in ("seeds", "heldout"):
-        return cfg, items
+        return [(cfg, items)]
+    # The indexes are caches: one built with another embedding model or chunking is rebuilt, not an error.
+    if name == "newsrooms":
+        corpus, articles = question_sets.ntrex_articles()
+        answerable = [item for item in items if item.gold]
+        parts = question_sets.write_newsrooms(NTREX_CACHE / "newsrooms", answerable, corpus, articles, embedder)
+        return [
+            (
+                cfg.with_overrides(
+                    corpus={"path": str(folder)},
+                    index={"path": str(folder.parent / "index"), "on_mismatch": "rebuild"},
+                ),
+                its,
+            )
+            for folder, its in parts
+        ]
     corpus = NTREX_CACHE / "corpus"
     evaluation.prepare_ntrex_qa(EVAL / "ntrex_qa_corpus.json", EVAL / "ntrex_az_ru_en_docs.jsonl", corpus)
-    # The index is a cache: one built with another embedding model or chunking is rebuilt, not an error.
     index = {"path": str(NTREX_CACHE / "index"), "on_mismatch": "rebuild"}
-    return cfg.with_overrides(corpus={"path": str(corpus)}, index=index), items
+    return [(cfg.with_overrides(corpus={"path": str(corpus)}, index=index), items)]
+
+
+def question_set(name: str, cfg: rag.Config) -> tuple[rag.Config, list[evaluation.EvalItem]]:
+    """The configuration and questions of a set asked over one corpus (every set but "newsrooms")."""
+    if name == "newsrooms":
+        raise ValueError("the newsrooms set spans many corpora: use question_parts")
+    ((set_cfg, items),) = question_parts(name, cfg, embedder=None)
+    return set_cfg, items
 
 
 def run(sets: list[str], models: list[str], limit: int | None, command: str) -> list[dict]:
@@ -82,23 +111,56 @@ def run(sets: list[str], models: list[str], limit: int | None, command: str) -> 
         f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (latencies are pessimistic when it exceeds the cores)"
     )
     reports = []
-    embedder = None
+    embedder = rag.Assistant(cfg).embedder  # the embedding model is loaded once for every set
+    generators: dict[str, object] = {}  # and each chat model once
     for name in sets:
-        set_cfg, items = question_set(name, cfg)
-        assistant = rag.Assistant(set_cfg, embedder=embedder)
-        embedder = assistant.embedder  # the embedding model is loaded once for every set
-        assistant.build_index()
+        parts = question_parts(name, cfg, embedder)
         for model in models:
             print(f"{name}: answering with {model} ...", file=sys.stderr)
-            # Load the model (and llama.cpp's buffers) outside the timings, as a running app would have.
-            list(assistant.generator(model).chat([{"role": "user", "content": "Hello"}], max_tokens=2))
-            report = evaluation.run_eval(
-                assistant, items, model=model, limit=limit, file=QUESTIONS[name], progress=_progress(name, model)
-            )
+            if model not in generators:
+                generators[model] = rag.Assistant(cfg, embedder=embedder).generator(model)
+                # Load the model (and llama.cpp's buffers) outside the timings, as a running app would have.
+                list(generators[model].chat([{"role": "user", "content": "Hello"}], max_tokens=2))
+            part_reports = []
+            remaining = limit
+            for part_cfg, items in parts:
+                if remaining is not None and remaining < 1:
+                    break
+                part_cfg = part_cfg.with_overrides(generation={"model": model})
+                assistant = rag.Assistant(part_cfg, embedder=embedder, generator=generators[model])
+                assistant.build_index()
+                part_reports.append(
+                    evaluation.run_eval(
+                        assistant,
+                        items,
+                        model=model,
+                        limit=remaining,
+                        file=QUESTIONS[name],
+                        progress=_progress(name, model),
+                    )
+                )
+                remaining = None if remaining is None else remaining - len(part_reports[-1]["rows"])
+            report = merged(part_reports)
             report["meta"]["bench"] = {"set": name, "model": model, "command": command, "machine": machine}
             evaluation.write_report(report, OUT / f"answers-{name}-{model}.json")
             reports.append(report)
     return reports
+
+
+def merged(reports: list[dict]) -> dict:
+    """One report from the reports of a set's parts: their rows together, summarised again."""
+    if len(reports) == 1:
+        return reports[0]
+    rows = [row for report in reports for row in report["rows"]]
+    meta = dict(reports[0]["meta"], questions=len(rows), corpus=f"{len(reports)} corpora")
+    meta["seconds"] = round(sum(report["meta"]["seconds"] for report in reports), 2)
+    languages = sorted({row["lang"] for row in rows})
+    return {
+        "meta": meta,
+        "overall": evaluation.summarise(rows),
+        "by_lang": {lang: evaluation.summarise([r for r in rows if r["lang"] == lang]) for lang in languages},
+        "rows": rows,
+    }
 
 
 def _progress(name: str, model: str):
@@ -271,12 +333,13 @@ def render(reports: list[dict], threshold: float, command: str) -> str:
                 f"min_confidence {net:.2f}. Fit half: {_point(fit)}. Report half at it: {_point(held)}."
             )
 
-    every_fit = [r for report in reports for r in _half(report, "fit")]
+    picked_from = [report for report in reports if report["meta"]["bench"]["set"] not in REPEATS]
+    every_fit = [r for report in picked_from for r in _half(report, "fit")]
     net = evaluation.best_net_threshold(every_fit)
-    if net is not None and len(reports) > 1:
+    if net is not None and len(picked_from) > 1:
         lines.append(
-            f"- All sets' fit halves together, right answers minus twice the wrong ones, most at min_confidence "
-            f"{net:.2f}: the default's value."
+            f"- All sets' fit halves together (but {', '.join(sorted(REPEATS))}, whose questions are NTREX-QA's), "
+            f"right answers minus twice the wrong ones, most at min_confidence {net:.2f}: the default's value."
         )
     lines += ["", f"Answer modes at min_confidence {threshold:.2f} (as asked, with min_confidence 0):", ""]
     for report in reports:

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from answers import question_set  # noqa: E402
+from answers import question_parts  # noqa: E402
 
 import rag  # noqa: E402
 from rag import RagError, evaluation, grounding  # noqa: E402
@@ -189,14 +189,18 @@ def _shares(line: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"replace {MODEL_FILE.relative_to(ROOT)}")
+    parser.add_argument(
+        "--sets", nargs="+", default=list(SETS), choices=[*SETS, "newsrooms"], help="question sets to fit and report"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     rows = []
-    for name in SETS:
-        cfg, items = question_set(name, rag.load_config(ROOT / "config.toml"))
-        assistant = rag.Assistant(cfg)
-        assistant.build_index()
-        rows += [{**row, "set": name} for row in collect(assistant, items)]
+    embedder = rag.Assistant(rag.load_config(ROOT / "config.toml")).embedder
+    for name in args.sets:
+        for cfg, items in question_parts(name, rag.load_config(ROOT / "config.toml"), embedder):
+            assistant = rag.Assistant(cfg, embedder=embedder)
+            assistant.build_index()
+            rows += [{**row, "set": name} for row in collect(assistant, items)]
     fit_rows = [r for r in rows if r["half"] == "fit"]
     strength = choose_strength(fit_rows)
     model = as_model(fit(fit_rows, strength))
@@ -206,7 +210,7 @@ def main() -> int:
         current = EvidenceModel.load()
     except (OSError, RagError):  # none yet, or fitted on other features: nothing to compare with
         current = None
-    for name in SETS:
+    for name in args.sets:
         for half in ("fit", "report"):
             selected = [r for r in rows if r["half"] == half and r["set"] == name]
             print(f"{name:>6} {half:>6}: new  {_shares(measure(selected, model, limit))}")
@@ -233,7 +237,7 @@ def main() -> int:
             "bias": round(model.bias, 6),
             "translation_min_similarity": round(min_similarity, 4),
             "fitted_on": (
-                f"NTREX-QA and seeds dev, fit halves ({len(fit_rows)} questions), C={strength}, "
+                f"{', '.join(args.sets)}: fit halves ({len(fit_rows)} questions), C={strength}, "
                 f"{datetime.now(UTC).date().isoformat()}, `python bench/calibrate.py --write`"
             ),
         }

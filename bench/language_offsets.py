@@ -42,6 +42,13 @@ def offsets(embedder: Embedder, rows: list[dict], group: int) -> dict[str, np.nd
     return {lang: means[lang] - overall for lang in LANGUAGES}
 
 
+def readable_json(record: dict) -> str:
+    """The record with one line per key and each vector on one line, so that a diff shows which one changed."""
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items() if key != "offsets"]
+    vectors = [f"  {json.dumps(lang)}: {json.dumps(vector)}" for lang, vector in record["offsets"].items()]
+    return "{\n" + ",\n".join([*lines, ' "offsets": {\n' + ",\n".join(vectors) + "\n }"]) + "\n}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--group", type=int, default=4, help="FLORES sentences joined into one passage")
@@ -52,21 +59,15 @@ def main() -> None:
     found = offsets(embedder, rows, args.group)
     for lang, vector in found.items():
         print(f"{lang}: offset norm {np.linalg.norm(vector):.4f}")
-    LANGUAGE_OFFSETS_FILE.write_text(
-        json.dumps(
-            {
-                "about": "Per-language offsets of mean passage vectors; written by bench/language_offsets.py",
-                "model": config.models.embedding,
-                "model_fingerprint": embedder.fingerprint.split("+")[0],
-                "source": f"FLORES-200 (SIB-200), {len(rows)} parallel sentences, {args.group} per passage",
-                "written": datetime.now(UTC).isoformat(timespec="seconds"),
-                "offsets": {lang: [round(float(x), 6) for x in vector] for lang, vector in found.items()},
-            },
-            indent=1,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    record = {
+        "about": "Per-language offsets of mean passage vectors; written by bench/language_offsets.py",
+        "model": config.models.embedding,
+        "model_fingerprint": embedder.fingerprint.split("+")[0],
+        "source": f"FLORES-200 (SIB-200), {len(rows)} parallel sentences, {args.group} per passage",
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "offsets": {lang: [round(float(x), 6) for x in vector] for lang, vector in found.items()},
+    }
+    LANGUAGE_OFFSETS_FILE.write_text(readable_json(record), encoding="utf-8")
     print(f"wrote {LANGUAGE_OFFSETS_FILE.relative_to(ROOT)}")
 
 

@@ -117,26 +117,47 @@ class NewsroomsSet(QuestionSet):
         return out
 
 
-def newsrooms(
-    work: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
-) -> NewsroomsSet:
-    """One small newsroom per answering article: it and its NEWSROOM_NEIGHBOURS nearest articles of the NTREX-QA
-    corpus (by their English versions), each in the language the corpus stores it in."""
+def write_newsrooms(
+    folder: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+) -> list[tuple[Path, list[EvalItem]]]:
+    """One small newsroom per answering article, written to folder/<doc_id>/corpus: the article and its
+    NEWSROOM_NEIGHBOURS nearest articles of the NTREX-QA corpus (by their English versions), each in the language
+    the corpus stores it in. Returns each corpus folder with the questions asked over it."""
     ids = sorted(corpus)
     vectors = embedder.encode_passages([articles[i]["en"][:STORY_TEXT_CHARS] for i in ids])
     by_article: dict[str, list[EvalItem]] = {}
     for item in items:
         by_article.setdefault(item.gold[0].removesuffix(".txt"), []).append(item)
-    groups = []
+    out = []
     for doc_id, its in sorted(by_article.items()):
         similarity = vectors @ vectors[ids.index(doc_id)]
         nearest = [ids[j] for j in np.argsort(-similarity, kind="stable") if ids[j] != doc_id][:NEWSROOM_NEIGHBOURS]
-        folder = work / "questions" / "newsrooms" / doc_id
-        shutil.rmtree(folder / "corpus", ignore_errors=True)
-        (folder / "corpus").mkdir(parents=True)
+        newsroom = folder / doc_id / "corpus"
+        shutil.rmtree(newsroom, ignore_errors=True)
+        newsroom.mkdir(parents=True)
         for member in [doc_id, *nearest]:
-            (folder / "corpus" / f"{member}.txt").write_text(articles[member][corpus[member]], encoding="utf-8")
-        config = bench_config(folder / "corpus", folder / "index")
+            (newsroom / f"{member}.txt").write_text(articles[member][corpus[member]], encoding="utf-8")
+        out.append((newsroom, its))
+    return out
+
+
+def ntrex_articles() -> tuple[dict[str, str], dict[str, dict]]:
+    """The NTREX-QA corpus map (doc id -> stored language) and every NTREX article by doc id."""
+    corpus = json.loads((EVAL / "ntrex_qa_corpus.json").read_text(encoding="utf-8"))["corpus"]
+    articles = {}
+    for line in (EVAL / "ntrex_az_ru_en_docs.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        articles[row["doc_id"]] = row
+    return corpus, articles
+
+
+def newsrooms(
+    work: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+) -> NewsroomsSet:
+    """The five-article newsrooms, each indexed with the built-in defaults."""
+    groups = []
+    for newsroom, its in write_newsrooms(work / "questions" / "newsrooms", items, corpus, articles, embedder):
+        config = bench_config(newsroom, newsroom.parent / "index")
         rag.Assistant(config, embedder=embedder).build_index()
         groups.append((config, its))
     return NewsroomsSet("five-article newsrooms (NTREX-QA)", groups, embedder)
@@ -191,7 +212,7 @@ def build_sets(work: Path, embedder: Embedder, log: Callable[[str], None]) -> tu
     log(f"questions: NTREX-QA newsroom indexed, {summary.documents} documents, {summary.passages} passages")
     ntrex_dev = answerable(load_items(EVAL / "ntrex_qa_dev.jsonl")[0])
 
-    corpus = json.loads((EVAL / "ntrex_qa_corpus.json").read_text(encoding="utf-8"))["corpus"]
+    corpus, articles = ntrex_articles()
     groups = stories(EVAL / "ntrex_az_ru_en_docs.jsonl", corpus, embedder)
     story_of = {doc_id: set(group) for group in groups for doc_id in group}
     same_topic_items = [item for item in ntrex_dev if item.gold[0] in story_of]
@@ -204,10 +225,6 @@ def build_sets(work: Path, embedder: Embedder, log: Callable[[str], None]) -> tu
         QuestionSet("NTREX-QA dev", ntrex_dev, ntrex_cfg, embedder),
         same_topic,
     ]
-    articles = {}
-    for line in (EVAL / "ntrex_az_ru_en_docs.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        articles[row["doc_id"]] = row
     sets.append(newsrooms(work, ntrex_dev, corpus, articles, embedder))
     log(f"questions: {len(sets[-1].groups)} five-article newsrooms indexed")
     titles = {doc_id: row["title_en"] for doc_id, row in articles.items()}

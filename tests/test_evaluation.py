@@ -659,6 +659,26 @@ def test_bench_answers_judges_every_held_out_question_as_report_half(tmp_path):
     assert "- heldout (fake): never fitted on; every question counts as report half" in lines
 
 
+def test_bench_answers_merges_a_set_asked_over_many_corpora_into_one_report(monkeypatch):
+    # the newsrooms set asks each question over a corpus of its own: one report per corpus, merged
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    import answers
+
+    asked = [("a-1", ["a"], "a.txt", 0.9), ("e-1", ["e"], "a.txt", 0.85), ("f-1", ["f"], "f.txt", 0.7)]
+    items = [item(id, "en", gold, [["support"]]) for id, gold, _, _ in asked]
+    cases = {
+        f"question {id}?": ([cited], dataclasses.replace(answer("It SUPPORTS that [1].", [cited]), confidence=c))
+        for id, _, cited, c in asked
+    }
+    whole = run_eval(FakeAssistant(cases), items)
+    parts = [run_eval(FakeAssistant(cases), items[:1]), run_eval(FakeAssistant(cases), items[1:])]
+    merged = answers.merged(parts)
+    assert [row["id"] for row in merged["rows"]] == ["a-1", "e-1", "f-1"]
+    assert merged["overall"] == whole["overall"] and merged["by_lang"] == whole["by_lang"]
+    assert merged["meta"]["questions"] == 3 and merged["meta"]["corpus"] == "2 corpora"
+    assert answers.merged(parts[:1]) is parts[0]
+
+
 # -- bench/translations.py -----------------------------------------------------------------------------------------
 def test_bench_translations_counts_every_problem_and_names_turkish_taken_for_azerbaijani(monkeypatch):
     root = Path(__file__).resolve().parent.parent
