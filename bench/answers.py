@@ -337,9 +337,10 @@ def render(reports: list[dict], threshold: float, command: str) -> str:
     every_fit = [r for report in picked_from for r in _half(report, "fit")]
     net = evaluation.best_net_threshold(every_fit)
     if net is not None and len(picked_from) > 1:
+        verdict = "the default's value" if abs(net - threshold) < 0.005 else f"the default is {threshold:.2f}"
         lines.append(
             f"- All sets' fit halves together (but {', '.join(sorted(REPEATS))}, whose questions are NTREX-QA's), "
-            f"right answers minus twice the wrong ones, most at min_confidence {net:.2f}: the default's value."
+            f"right answers minus twice the wrong ones, most at min_confidence {net:.2f}: {verdict}."
         )
     lines += ["", f"Answer modes at min_confidence {threshold:.2f} (as asked, with min_confidence 0):", ""]
     for report in reports:
