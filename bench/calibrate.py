@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/calibrate.py [--write]
 
-The questions are NTREX-QA's and the seeds' (seeds_dev.jsonl). Every retrieved sentence of every question is
+The questions are NTREX-QA's, the seeds' (seeds_dev.jsonl) and NTREX-QA's again over their five-article newsrooms
+(bench/answers.py's "newsrooms" set). Every retrieved sentence of every question is
 labelled: it states the answer when it comes from a gold article and holds one alternative of every key (its
 headline counted), as `rag eval` judges answers. A logistic regression over evidence.FEATURES is fitted on the
 questions of the "fit" halves (rag.evaluation.article_half: split by article, so no article of a report half is
@@ -42,7 +43,9 @@ from rag.evidence import (  # noqa: E402
 from rag.retrieval import Filters  # noqa: E402
 from rag.types import Evidence  # noqa: E402
 
-SETS = ("ntrex", "seeds")  # both fit halves train the model: newsroom questions and short ones about one subject
+# Every fit half trains the model: newsroom questions, short ones about one subject, and the newsroom questions
+# again over five articles of their story (the seeds' case: every candidate sentence is on the subject).
+SETS = ("ntrex", "seeds", "newsrooms")
 STRENGTHS = (0.1, 1.0, 10.0)  # inverse regularisation strengths tried by the grouped cross-validation
 FLORES = ROOT.parent / "shared" / "eval" / "sib200_flores_az_ru_en.jsonl"
 # A machine translation is shown when it is at least as close to its source as this share of human translations

@@ -128,7 +128,7 @@ class AnswerConfig:
     passages: Annotated[int, Field(ge=1)] = 10  # passages retrieved for a question
     evidence: Annotated[int, Field(ge=1)] = 4  # evidence sentences kept (the answer quotes one or two of them)
     # an answer whose calibrated confidence is below this is refused (see decision.py); a probability
-    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.43
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.40
     translate: bool = True  # quotes in another language than the question's are machine-translated and checked
     # how well a translation's words must line up with its quote's (grounding.word_alignment); 0: not checked
     translation_min_alignment: Annotated[float, Field(ge=0, le=1)] = 0.874
