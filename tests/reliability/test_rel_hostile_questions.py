@@ -311,7 +311,7 @@ def test_the_questions_that_should_be_answered_are(seeds_real):
     assistant = rag.Assistant(config, embedder=seeds_real.embedder, generator=generator)
     answer = assistant.answer(HOSTILE["control characters"][0])
     assert not answer.refused and answer.citations[0].source == "004_6ae4727e16493b4e.txt"
-    assert "ərazi bütövlüyünü" in answer.citations[0].quote
+    assert any("ərazi bütövlüyünü" in c.quote for c in answer.citations)  # citations are in document order
     injected = assistant.answer(HOSTILE["injection (en)"][0])
     assert "numbered evidence" not in injected.text and "instructions" not in injected.text.lower()
 
@@ -633,7 +633,8 @@ def test_planted_instructions_never_reach_the_answer(question, model, planted_as
     for c in answer.citations:
         if any(start in c.quote for start in PLANTED):
             assert c.translation is None or not any(p.lower() in c.translation.lower() for p in PLANTED.values())
-            own_words = own_words.replace(c.quote, "")
+            # the answer shows a quote without its final stop, which follows the marker: "... resigned [2]."
+            own_words = own_words.replace(c.quote.strip().rstrip(".!?").rstrip(), "")
     _assert_no_payload(own_words)
     if _screened(planted_assistant):
         assert not any(any(start in c.quote for start in PLANTED) for c in answer.citations)
