@@ -78,7 +78,8 @@ def question_parts(name: str, cfg: rag.Config, embedder) -> list[tuple[rag.Confi
     if name == "newsrooms":
         corpus, articles = question_sets.ntrex_articles()
         answerable = [item for item in items if item.gold]
-        parts = question_sets.write_newsrooms(NTREX_CACHE / "newsrooms", answerable, corpus, articles, embedder)
+        english = question_sets.english_vectors(corpus, articles, embedder)
+        parts = question_sets.write_newsrooms(NTREX_CACHE / "newsrooms", answerable, corpus, articles, english)
         return [
             (
                 cfg.with_overrides(

@@ -192,15 +192,14 @@ def _shares(line: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"replace {MODEL_FILE.relative_to(ROOT)}")
-    parser.add_argument(
-        "--sets", nargs="+", default=list(SETS), choices=[*SETS, "newsrooms"], help="question sets to fit and report"
-    )
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="question sets to fit and report")
     args = parser.parse_args()
     started = time.perf_counter()
     rows = []
-    embedder = rag.Assistant(rag.load_config(ROOT / "config.toml")).embedder
+    config = rag.load_config(ROOT / "config.toml")
+    embedder = rag.Assistant(config).embedder
     for name in args.sets:
-        for cfg, items in question_parts(name, rag.load_config(ROOT / "config.toml"), embedder):
+        for cfg, items in question_parts(name, config, embedder):
             assistant = rag.Assistant(cfg, embedder=embedder)
             assistant.build_index()
             rows += [{**row, "set": name} for row in collect(assistant, items)]

@@ -24,11 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from calibrate import flores_rows  # noqa: E402
+
 import rag  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
 from rag.retrieval import LANGUAGE_OFFSETS_FILE  # noqa: E402
 
-FLORES = ROOT.parent / "shared" / "eval" / "sib200_flores_az_ru_en.jsonl"
 LANGUAGES = ("az", "ru", "en")
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     config = rag.load_config({})  # the built-in defaults: the catalogue's embedding model
     embedder = Embedder(config.models)
-    rows = [json.loads(line) for line in FLORES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = flores_rows()
     found = offsets(embedder, rows, args.group)
     for lang, vector in found.items():
         print(f"{lang}: offset norm {np.linalg.norm(vector):.4f}")

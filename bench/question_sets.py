@@ -117,14 +117,26 @@ class NewsroomsSet(QuestionSet):
         return out
 
 
+def english_vectors(
+    corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+) -> tuple[list[str], np.ndarray]:
+    """The NTREX-QA corpus's doc ids, sorted, and the embeddings of the start of their English versions (NTREX is
+    parallel, so every article has one): what both the stories and the newsrooms are found from."""
+    ids = sorted(corpus)
+    return ids, embedder.encode_passages([articles[i]["en"][:STORY_TEXT_CHARS] for i in ids])
+
+
 def write_newsrooms(
-    folder: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+    folder: Path,
+    items: Sequence[EvalItem],
+    corpus: dict[str, str],
+    articles: dict[str, dict],
+    english: tuple[list[str], np.ndarray],
 ) -> list[tuple[Path, list[EvalItem]]]:
     """One small newsroom per answering article, written to folder/<doc_id>/corpus: the article and its
-    NEWSROOM_NEIGHBOURS nearest articles of the NTREX-QA corpus (by their English versions), each in the language
-    the corpus stores it in. Returns each corpus folder with the questions asked over it."""
-    ids = sorted(corpus)
-    vectors = embedder.encode_passages([articles[i]["en"][:STORY_TEXT_CHARS] for i in ids])
+    NEWSROOM_NEIGHBOURS nearest articles of the NTREX-QA corpus (by `english`, from english_vectors), each in the
+    language the corpus stores it in. Returns each corpus folder with the questions asked over it."""
+    ids, vectors = english
     by_article: dict[str, list[EvalItem]] = {}
     for item in items:
         by_article.setdefault(item.gold[0].removesuffix(".txt"), []).append(item)
@@ -152,11 +164,16 @@ def ntrex_articles() -> tuple[dict[str, str], dict[str, dict]]:
 
 
 def newsrooms(
-    work: Path, items: Sequence[EvalItem], corpus: dict[str, str], articles: dict[str, dict], embedder: Embedder
+    work: Path,
+    items: Sequence[EvalItem],
+    corpus: dict[str, str],
+    articles: dict[str, dict],
+    english: tuple[list[str], np.ndarray],
+    embedder: Embedder,
 ) -> NewsroomsSet:
     """The five-article newsrooms, each indexed with the built-in defaults."""
     groups = []
-    for newsroom, its in write_newsrooms(work / "questions" / "newsrooms", items, corpus, articles, embedder):
+    for newsroom, its in write_newsrooms(work / "questions" / "newsrooms", items, corpus, articles, english):
         config = bench_config(newsroom, newsroom.parent / "index")
         rag.Assistant(config, embedder=embedder).build_index()
         groups.append((config, its))
@@ -182,15 +199,9 @@ def breakdown(items: Sequence[EvalItem], ranks: Sequence[int | None]) -> dict:
     return {name: metrics(group) for name, group in groups.items()}
 
 
-def stories(articles_file: Path, corpus: dict[str, str], embedder: Embedder) -> list[list[str]]:
-    """Groups of corpus articles about one story (two or more each), from their English versions."""
-    english = {}
-    for line in articles_file.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row["doc_id"] in corpus:
-            english[row["doc_id"]] = row["en"][:STORY_TEXT_CHARS]
-    ids = sorted(english)
-    vectors = embedder.encode_passages([english[i] for i in ids])
+def stories(english: tuple[list[str], np.ndarray]) -> list[list[str]]:
+    """Groups of corpus articles about one story (two or more each), from their English versions (english_vectors)."""
+    ids, vectors = english
     count, labels = connected_components(csr_matrix(vectors @ vectors.T >= STORY_MIN_COSINE), directed=False)
     groups: dict[int, list[str]] = {}
     for doc_id, label in zip(ids, labels, strict=True):
@@ -213,7 +224,8 @@ def build_sets(work: Path, embedder: Embedder, log: Callable[[str], None]) -> tu
     ntrex_dev = answerable(load_items(EVAL / "ntrex_qa_dev.jsonl")[0])
 
     corpus, articles = ntrex_articles()
-    groups = stories(EVAL / "ntrex_az_ru_en_docs.jsonl", corpus, embedder)
+    english = english_vectors(corpus, articles, embedder)
+    groups = stories(english)
     story_of = {doc_id: set(group) for group in groups for doc_id in group}
     same_topic_items = [item for item in ntrex_dev if item.gold[0] in story_of]
     same_topic = QuestionSet("same-topic (NTREX-QA stories)", same_topic_items, ntrex_cfg, embedder)
@@ -225,7 +237,7 @@ def build_sets(work: Path, embedder: Embedder, log: Callable[[str], None]) -> tu
         QuestionSet("NTREX-QA dev", ntrex_dev, ntrex_cfg, embedder),
         same_topic,
     ]
-    sets.append(newsrooms(work, ntrex_dev, corpus, articles, embedder))
+    sets.append(newsrooms(work, ntrex_dev, corpus, articles, english, embedder))
     log(f"questions: {len(sets[-1].groups)} five-article newsrooms indexed")
     titles = {doc_id: row["title_en"] for doc_id, row in articles.items()}
     story_info = {
