@@ -419,6 +419,38 @@ def test_follow_ups_are_detected():
     assert not is_follow_up("Who led the Azerbaijani delegation at the consultations with Uzbekistan?", HISTORY)
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Kyrgyzstan?",  # one or two words
+        "Where will its summit be held?",  # points back, names nothing
+        "Послом какой страны он является?",  # the capitalised first word is grammar, not a name
+        "Onlar hansı ildönümünü müzakirə ediblər?",
+        "O, nə vaxt zəng edib?",
+        "When was it signed?",  # short and names nothing
+        "Bəs Qırğızıstan nə deyib?",  # opens with "bəs": a follow-up whatever it names
+    ],
+)
+def test_a_question_that_leans_on_the_conversation_is_a_follow_up(question):
+    assert is_follow_up(question, HISTORY)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Кто возглавлял делегацию Узбекистана?",  # short, but names its subject
+        "Какова численность населения Азербайджана?",
+        "İƏT-in adı nədir?",  # an acronym as the first word is a name
+        "What happened on 14 June?",  # a number of its own
+        # "he" about a name the question gives: a new question, not a follow-up
+        "How did the audience at Trump's rally react when he mentioned Senator Dianne Feinstein by name?",
+        "Başından zədə alan Tennessee State oyunçusu Kristi Aberkrombi bu komandaya haradan keçmişdi?",
+    ],
+)
+def test_a_new_question_that_names_its_subject_is_not_a_follow_up(question):
+    assert not is_follow_up(question, HISTORY)
+
+
 def test_a_good_rewrite_is_used():
     question = "And what did Kyrgyzstan say?"
     rewrite = standalone_question(question, HISTORY, lambda m: "What did Kyrgyzstan say about territorial integrity?")
@@ -446,6 +478,15 @@ def test_a_standalone_question_is_not_rewritten():
     assert calls == []
     assert acceptable_rewrite("What did Kyrgyzstan say on 24 September?", "And on 24 September?")
     assert not acceptable_rewrite("What did Kyrgyzstan say?", "And on 24 September?")
+
+
+def test_a_rewrite_in_another_language_is_not_accepted():
+    question = "А с кем ещё встретился Байрамов?"
+    assert acceptable_rewrite("С кем ещё встретился Байрамов в Нью-Йорке?", question)
+    assert not acceptable_rewrite("Who else did Bayramov meet in New York?", question)
+    # the previous question is appended instead, and the question keeps its language for the answer
+    result = standalone_question(question, HISTORY, lambda m: "Who else did Bayramov meet in New York?")
+    assert result == f"{question} ({HISTORY[0]['content']})"
 
 
 def test_markdown_of_an_answer_shows_each_translation_under_its_quote():
