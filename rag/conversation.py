@@ -1,9 +1,10 @@
 """Follow-up questions: "And what did Kyrgyzstan say?" means nothing to a search engine on its own.
 
 A question that leans on the conversation is rewritten into a standalone one before retrieval, by the chat
-model, and the rewrite is checked: it must keep the follow-up's names and numbers and stay short. When the
-model's rewrite fails the check, the previous question is appended to the follow-up instead, which retrieval
-handles well (the dense model reads both).
+model, and the rewrite is checked: it must keep the follow-up's language, names and numbers and stay short.
+When the model's rewrite fails the check, the previous question is appended to the follow-up instead, which
+retrieval handles well (the dense model reads both). A question that names its own subject is left as it is:
+in a conversation it gets the answer it gets alone (bench/conversations.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .grounding import names_in, numbers_in, question_names
+from .grounding import is_question_word, names_in, numbers_in, question_names
 from .language import detect_language
-from .lexical import name_terms
+from .lexical import STOPWORDS, name_terms, normalise_word
 from .prompts import rewrite_messages
 
 # A question that opens with one of these continues the conversation, whatever else it holds.
@@ -51,11 +52,20 @@ def is_follow_up(question: str, history: list[dict]) -> bool:
 
 
 def _names_something(question: str) -> bool:
-    """A name after the first word, an acronym as the first word ("İƏT-in ...", "OIC's ..."), or a number. A
-    capitalised first word alone is grammar, not a name ("Послом какой страны он является?")."""
+    """A name after the first word, a number, or a first word that is a name. A capitalised first word is
+    grammar as often as a name: it counts as one when it is an acronym ("İƏT-in ...", "OIC's ..."), or when it is
+    no question word or common word and nothing in the question points back ("Bayramov kimlə görüşüb?",
+    "Uzbekistan said what?"; not "Послом какой страны он является?", which asks about "он")."""
+    if names_in(question) or numbers_in(question):
+        return True
     first = re.match(r"[^\W\d_]+", question.strip(" ¿¡\"'«“("))
-    acronym = bool(first) and len(first.group()) >= 2 and first.group().isupper()
-    return bool(names_in(question)) or acronym or bool(numbers_in(question))
+    if not first or len(first.group()) < 2 or not first.group()[0].isupper():
+        return False
+    word = first.group()
+    if word.isupper():
+        return True
+    common = is_question_word(word) or normalise_word(word) in STOPWORDS
+    return not common and not _REFERENCE.search(question)
 
 
 def previous_question(history: list[dict]) -> str:

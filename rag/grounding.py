@@ -123,11 +123,16 @@ harada haraya haradan niyə necə neçə neçənci
 _INTERROGATIVES = frozenset(_INTERROGATIVE_WORDS.split())
 
 
+def is_question_word(word: str) -> bool:
+    """ "Каким", "Who", "hansı": a word that opens a question by grammar, not a name."""
+    return word.strip("¿¡\"'«“(").lower() in _INTERROGATIVES
+
+
 def question_names(question: str) -> list[str]:
     """Names of a question, its first word included unless it is a question word ("Uzbekistan" in "Uzbekistan
     said what?", not "Каким" in "Каким был ...?")."""
     words = question.split(maxsplit=1)
-    if words and words[0].strip("¿¡\"'«“(").lower() in _INTERROGATIVES:
+    if words and is_question_word(words[0]):
         question = words[1] if len(words) > 1 else ""
     return names_in("x " + question)  # "x " so that a name opening the question counts
 

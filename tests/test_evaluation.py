@@ -707,3 +707,38 @@ def test_bench_translations_counts_every_problem_and_names_turkish_taken_for_aze
     assert any("2 of 5 quotes are one whole line" in line for line in lines)
     assert "| ru | 1 | 1 | 100 | 0 | 0 | - |" in lines
     assert "| en | 0 | 0 | - | 1 | 0 |" in " ".join(lines)
+
+
+# -- bench/conversations.py ----------------------------------------------------------------------------------------
+def test_bench_conversations_compares_each_new_question_in_a_conversation_with_it_alone(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    import conversations
+
+    right, wrong = answer("It SUPPORTS that [1].", ["a.txt"]), answer("Something else [1].", ["b.txt"])
+
+    class Conversing(FakeAssistant):
+        """Answers q2 right alone and, taking it for a follow-up in a conversation, wrongly."""
+
+        def answer(self, question: str, history=None, model: str | None = None) -> Answer:
+            if history and question == "question q2?":
+                return dataclasses.replace(wrong, standalone_question="question q2? (question q1?)")
+            return dataclasses.replace(right, standalone_question=question)
+
+    items = [item(id, "en", ["a.txt"], [["support"]]) for id in ("q1", "q2", "q3")]
+    rows = conversations.new_questions(Conversing({}), items, "fake")
+    assert [r["id"] for r in rows] == ["q2", "q3"]  # the first question has nothing before it
+    assert [r["taken_for_follow_up"] for r in rows] == [True, False]
+    assert [(r["alone"]["correct"], r["in_chat"]["correct"]) for r in rows] == [(True, False), (True, True)]
+    lines = conversations.render(
+        {
+            "new_questions": {"fake": rows},
+            "follow_ups": [],
+            "command": "c",
+            "date": "d",
+            "minutes": 0.1,
+            "model": "fake",
+            "git": "g",
+            "min_confidence": 0.4,
+        }  # fmt: skip
+    )
+    assert "| fake | 2 | 1 | 1 | 2 / 2 | 2 / 1 |" in lines

@@ -429,6 +429,7 @@ def test_follow_ups_are_detected():
         "O, nə vaxt zəng edib?",
         "When was it signed?",  # short and names nothing
         "Bəs Qırğızıstan nə deyib?",  # opens with "bəs": a follow-up whatever it names
+        "Он что сказал?",  # the capitalised first word is the pronoun itself
     ],
 )
 def test_a_question_that_leans_on_the_conversation_is_a_follow_up(question):
@@ -441,6 +442,8 @@ def test_a_question_that_leans_on_the_conversation_is_a_follow_up(question):
         "Кто возглавлял делегацию Узбекистана?",  # short, but names its subject
         "Какова численность населения Азербайджана?",
         "İƏT-in adı nədir?",  # an acronym as the first word is a name
+        "Bayramov kimlə görüşüb?",  # so is a first word that is no common word, in a question pointing nowhere
+        "Uzbekistan said what?",
         "What happened on 14 June?",  # a number of its own
         # "he" about a name the question gives: a new question, not a follow-up
         "How did the audience at Trump's rally react when he mentioned Senator Dianne Feinstein by name?",
