@@ -487,6 +487,8 @@ def test_a_rewrite_in_another_language_is_not_accepted():
     question = "А с кем ещё встретился Байрамов?"
     assert acceptable_rewrite("С кем ещё встретился Байрамов в Нью-Йорке?", question)
     assert not acceptable_rewrite("Who else did Bayramov meet in New York?", question)
+    # a bare name has no language to keep
+    assert acceptable_rewrite("What did Kyrgyzstan say about territorial integrity?", "Kyrgyzstan?")
     # the previous question is appended instead, and the question keeps its language for the answer
     result = standalone_question(question, HISTORY, lambda m: "Who else did Bayramov meet in New York?")
     assert result == f"{question} ({HISTORY[0]['content']})"
