@@ -17,7 +17,7 @@ import numpy as np
 
 from . import corpus_files, grounding, indexer, retrieval, store
 from .config import Config, load_config
-from .conversation import standalone_question
+from .conversation import conversation_language, standalone_question
 from .corpus_files import FileData, SavedFile
 from .decision import decide
 from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagError
@@ -299,7 +299,8 @@ class Assistant:
         """A short answer in the question's language, every sentence backed by a cited passage, or a refusal.
 
         Options: model ("fast", "quality", a .gguf path), k (passages), lang / source / date_from / date_to
-        (document filters), reply_lang (answer language, default: the question's), cancel (threading.Event).
+        (document filters), reply_lang (answer language, default: the question's, or for a follow-up of one or two
+        words the conversation's), cancel (threading.Event).
         """
         final = None
         for event in self.stream(question, history, **options):
@@ -346,6 +347,7 @@ class Assistant:
             if standalone != asked:
                 yield StreamEvent("rewrite", text=standalone)
 
+        reply_lang = reply_lang or (conversation_language(asked, history) if history else None)
         q = self.question(standalone, asked=asked, reply_lang=reply_lang or answer_language(asked))
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
         hits = self._search(q, passages, filters)

@@ -16,6 +16,7 @@ from .grounding import is_question_word, names_in, numbers_in, question_names
 from .language import detect_language
 from .lexical import STOPWORDS, name_terms, normalise_word
 from .prompts import rewrite_messages
+from .question import ANSWER_LANGUAGES
 
 # A question that opens with one of these continues the conversation, whatever else it holds.
 _OPENING = re.compile(
@@ -29,6 +30,7 @@ _REFERENCE = re.compile(
     r"o|onun|onlar|onların|ona|bu|həmin|orada)\b",
     re.IGNORECASE,
 )
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 _BARE = 2  # words: "Kyrgyzstan?" or "Why?" after another question can only mean something with it
 _SHORT = 6  # words: a short question that names nothing ("When was it signed?") leans on the one before
 
@@ -73,6 +75,18 @@ def previous_question(history: list[dict]) -> str:
         if turn.get("role") == "user" and str(turn.get("content", "")).strip():
             return str(turn["content"]).strip()
     return ""
+
+
+def conversation_language(question: str, history: list[dict]) -> str | None:
+    """The language to answer a follow-up of one or two words in: the conversation's (its last question's),
+    when the follow-up is written in the same alphabet. So few words cannot tell English from Azerbaijani
+    ("Kyrgyzstan?" reads as Azerbaijani); a follow-up in the other alphabet ("Кыргызстан?") has its own
+    language. None: answer in the question's own language."""
+    previous = previous_question(history)
+    if not previous or len(question.split()) > _BARE or _CYRILLIC.search(question) != _CYRILLIC.search(previous):
+        return None
+    lang = detect_language(previous)
+    return lang if lang in ANSWER_LANGUAGES else None
 
 
 def acceptable_rewrite(rewrite: str, question: str) -> bool:

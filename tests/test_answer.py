@@ -240,6 +240,21 @@ def test_follow_up_is_rewritten_and_the_rewrite_is_shown(seeds_embedder):
     assert answer.citations and answer.citations[0].source == "003_85deb69a06af6b7d.txt"
 
 
+def test_a_one_word_follow_up_is_answered_in_the_conversations_language(seeds_embedder):
+    def reply(messages):
+        if "Standalone question" in messages[-1]["content"]:
+            return "What did Bayramov discuss with Kyrgyzstan's foreign minister Kazakbaev?"
+        return "NOT FOUND"
+
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
+    history = [
+        {"role": "user", "content": UZBEKISTAN},
+        {"role": "assistant", "content": "Uzbekistan has always supported it [1]."},
+    ]
+    answer = assistant.answer("Kyrgyzstan?", history)  # alone, "Kyrgyzstan?" reads as Azerbaijani
+    assert answer.lang == "en"
+
+
 def test_planted_instructions_in_a_document_do_not_steer_the_answer(seeds_embedder, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(SEEDS, corpus)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rag import grounding
-from rag.conversation import acceptable_rewrite, is_follow_up, standalone_question
+from rag.conversation import acceptable_rewrite, conversation_language, is_follow_up, standalone_question
 from rag.decision import confidence_of, decide, quotes_for
 from rag.errors import RagError
 from rag.evidence import (
@@ -19,6 +19,7 @@ from rag.evidence import (
     sentence_features,
 )
 from rag.instructions import InstructionModel, InstructionScreen
+from rag.language import detect_language
 from rag.prompts import EXTRACTIVE_INTRO, REFUSAL
 from rag.question import Question
 from rag.types import Answer, Evidence, Hit
@@ -481,6 +482,14 @@ def test_a_standalone_question_is_not_rewritten():
     assert calls == []
     assert acceptable_rewrite("What did Kyrgyzstan say on 24 September?", "And on 24 September?")
     assert not acceptable_rewrite("What did Kyrgyzstan say?", "And on 24 September?")
+
+
+def test_a_follow_up_of_one_or_two_words_is_answered_in_the_conversations_language():
+    assert detect_language("Kyrgyzstan?") != "en"  # too few words to tell English from Azerbaijani
+    assert conversation_language("Kyrgyzstan?", HISTORY) == "en"
+    assert conversation_language("Кыргызстан?", HISTORY) is None  # its own alphabet: its own language
+    assert conversation_language("Who led the delegation of Kyrgyzstan?", HISTORY) is None  # long enough to tell
+    assert conversation_language("Kyrgyzstan?", []) is None
 
 
 def test_a_rewrite_in_another_language_is_not_accepted():
