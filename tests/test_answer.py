@@ -222,18 +222,22 @@ def quote_language_of(citation) -> str:
     return quote_language(Evidence(1, hit, citation.quote, citation.quote_start, citation.quote_end, 0.0))
 
 
-def test_follow_up_is_rewritten_and_the_rewrite_is_shown(seeds_embedder):
-    def reply(messages):
-        if "Standalone question" in messages[-1]["content"]:
-            return "What did Bayramov discuss with Kyrgyzstan's foreign minister Kazakbaev?"
-        return "NOT FOUND"
+# A conversation about Uzbekistan, and a model that rewrites any follow-up into a question about Kyrgyzstan.
+UZBEKISTAN_CONVERSATION = [
+    {"role": "user", "content": UZBEKISTAN},
+    {"role": "assistant", "content": "Uzbekistan has always supported it [1]."},
+]
 
-    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
-    history = [
-        {"role": "user", "content": UZBEKISTAN},
-        {"role": "assistant", "content": "Uzbekistan has always supported it [1]."},
-    ]
-    events = list(assistant.stream("And what about Kyrgyzstan?", history))
+
+def _rewrites_to_kyrgyzstan(messages):
+    if "Standalone question" in messages[-1]["content"]:
+        return "What did Bayramov discuss with Kyrgyzstan's foreign minister Kazakbaev?"
+    return "NOT FOUND"
+
+
+def test_follow_up_is_rewritten_and_the_rewrite_is_shown(seeds_embedder):
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_rewrites_to_kyrgyzstan))
+    events = list(assistant.stream("And what about Kyrgyzstan?", UZBEKISTAN_CONVERSATION))
     assert events[0].kind == "rewrite" and "Kazakbaev" in events[0].text
     answer = events[-1].answer
     assert answer.standalone_question == events[0].text
@@ -241,17 +245,8 @@ def test_follow_up_is_rewritten_and_the_rewrite_is_shown(seeds_embedder):
 
 
 def test_a_one_word_follow_up_is_answered_in_the_conversations_language(seeds_embedder):
-    def reply(messages):
-        if "Standalone question" in messages[-1]["content"]:
-            return "What did Bayramov discuss with Kyrgyzstan's foreign minister Kazakbaev?"
-        return "NOT FOUND"
-
-    assistant = _assistant(seeds_embedder, ScriptedGenerator(reply))
-    history = [
-        {"role": "user", "content": UZBEKISTAN},
-        {"role": "assistant", "content": "Uzbekistan has always supported it [1]."},
-    ]
-    answer = assistant.answer("Kyrgyzstan?", history)  # alone, "Kyrgyzstan?" reads as Azerbaijani
+    assistant = _assistant(seeds_embedder, ScriptedGenerator(_rewrites_to_kyrgyzstan))
+    answer = assistant.answer("Kyrgyzstan?", UZBEKISTAN_CONVERSATION)  # alone, "Kyrgyzstan?" reads as Azerbaijani
     assert answer.lang == "en"
 
 
