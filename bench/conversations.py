@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -32,17 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 from answers import question_set  # noqa: E402
 from results_file import publish  # noqa: E402
+from retrieval import git_state  # noqa: E402
 
 import rag  # noqa: E402
 from rag import evaluation  # noqa: E402
 
 FOLLOW_UPS = ROOT / "bench" / "questions" / "follow_ups.jsonl"
 SETS = ("seeds", "heldout", "ntrex")
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def judged(answer, gold: list[str], keys: list[list[str]]) -> dict:
@@ -144,14 +139,16 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "conversations.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    config = rag.load_config(ROOT / "config.toml")
-    seeds = rag.Assistant(config)
-    seeds.index()
+    config = rag.load_config(ROOT / "config.toml").with_overrides(generation={"model": args.model})
+    seeds = rag.Assistant(config)  # seeds dev, held-out seeds and the follow-ups are asked over seeds/
+    seeds.build_index()
     result: dict = {"new_questions": {}}
     for name in args.sets:
         cfg, items = question_set(name, config)
-        assistant = seeds if name != "ntrex" else rag.Assistant(cfg, embedder=seeds.embedder)
-        assistant.index()
+        assistant = seeds
+        if name == "ntrex":  # its own corpus, with the same embedding and chat models
+            assistant = rag.Assistant(cfg, embedder=seeds.embedder, generator=seeds.generator(args.model))
+            assistant.build_index()
         result["new_questions"][name] = new_questions(assistant, items, args.model)
         print(f"{name}: {len(items)} questions", file=sys.stderr, flush=True)
     result["follow_ups"] = follow_ups(seeds, args.model)
@@ -160,7 +157,7 @@ def main() -> int:
         date=datetime.now(UTC).isoformat(timespec="seconds"),
         minutes=(time.perf_counter() - started) / 60,
         model=args.model,
-        git=git_commit(),
+        git=git_state(),
         min_confidence=config.answer.min_confidence,
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import contextlib
 import numbers
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -210,13 +211,10 @@ class Assistant:
 
     def _language_means(self, data: store.IndexData, model_fingerprint: str) -> dict:
         """The index's per-language mean vectors, shrunk towards the shipped prior (retrieval.language_means)."""
-        documents: dict[str, int] = {}
-        for doc in data.documents:
-            documents[doc.lang] = documents.get(doc.lang, 0) + 1
         return retrieval.language_means(
             data.centroids,
             {lang: len(rows) for lang, rows in data.rows_by_lang.items()},
-            documents,
+            Counter(doc.lang for doc in data.documents),
             retrieval.language_offsets(model_fingerprint),
             self.config.retrieval.language_prior_documents,
         )
@@ -347,7 +345,7 @@ class Assistant:
             if standalone != asked:
                 yield StreamEvent("rewrite", text=standalone)
 
-        reply_lang = reply_lang or (conversation_language(asked, history) if history else None)
+        reply_lang = reply_lang or conversation_language(asked, history)
         q = self.question(standalone, asked=asked, reply_lang=reply_lang or answer_language(asked))
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
         hits = self._search(q, passages, filters)
