@@ -96,6 +96,7 @@ ol.rag-sources, ul.rag-related { list-style: none; padding-left: 0; margin: .3em
 .rag-refusal { font-weight: 600; }
 .rag-icon { margin-right: .3em; }
 .rag-related li { border-left-color: #d1d5db; background: rgba(209, 213, 219, .12); }
+.rag-related mark { background: rgba(209, 213, 219, .6); color: inherit; }
 .rag-draft .rag-draft-text { opacity: .75; font-style: italic; }
 .rag-status { font-size: .85em; opacity: .8; }
 .rag-error { border-left: 4px solid #ef4444; padding-left: .6em; }

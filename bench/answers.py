@@ -61,6 +61,7 @@ HEADLINE = [  # label, decisions() key (or two keys), kind
     ("coverage (answerable answered)", "coverage", "pct"),
     ("unanswerable refused", "unanswerable_refused", "pct"),
     ("readable (in the question's language)", "readable", "pct"),
+    ("answerable refused, the fact among the closest matches", "refusals_showing_fact", "pct"),
     ("latency p50 / p90", ("latency_p50", "latency_p90"), "secs"),
     ("of it, search and evidence p50 / p90", ("retrieval_p50", "retrieval_p90"), "secs"),
     ("translating, answers quoting another language, p50 / p90", ("translation_p50", "translation_p90"), "secs"),

@@ -20,7 +20,7 @@ from . import corpus_files, grounding, indexer, retrieval, store
 from .config import Config, load_config
 from .conversation import conversation_language, standalone_question
 from .corpus_files import FileData, SavedFile
-from .decision import decide
+from .decision import closest_matches, decide
 from .errors import DocumentRejected, IndexLoadError, IndexMismatchError, RagError
 from .evidence import EvidenceModel, select_evidence
 from .instructions import InstructionScreen
@@ -365,6 +365,7 @@ class Assistant:
             standalone_question=standalone,
             model=generator.name,
             confidence=decision.confidence,
+            closest=list(closest_matches(evidence)),
         )
         if decision.action == "refuse":
             timings["total"] = round(time.perf_counter() - started, 3)
@@ -506,11 +507,13 @@ def _passage_count(k: object, default: int) -> int:
 
 
 def _refusal(base: dict, hits: list[Hit], timings: dict) -> Answer:
+    # The passages of the closest sentences, best first; the best passages when no sentence was usable.
+    related = list({(e.hit.source, e.hit.start): e.hit for e in base["closest"]}.values()) or hits[:3]
     return Answer(
         text=grounding.refusal(base["lang"]),
         refused=True,
         citations=[],
-        related=hits[:3],
+        related=related,
         mode="refused",
         timings=timings,
         **base,

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from .types import Evidence
 
 MAX_QUOTES = 2
+# Evidence sentences kept with every answer; after a refusal they are offered as the closest matches. On the dev
+# sets' refused answerable questions, the best three sentences held the asked fact for 43 of 65, where the first
+# 240 characters of the three best passages (what a refusal showed before) held it for 27.
+CLOSEST = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,11 @@ def quotes_for(evidence: Sequence[Evidence]) -> tuple[Evidence, ...]:
     best = evidence[0]
     chosen = [best, *[e for e in evidence[1:] if e.hit.source == best.hit.source][: MAX_QUOTES - 1]]
     return tuple(sorted(chosen, key=lambda e: e.quote_start))
+
+
+def closest_matches(evidence: Sequence[Evidence]) -> tuple[Evidence, ...]:
+    """The sentences a refusal offers as the closest matches: the most probable evidence, best first."""
+    return tuple(evidence[:CLOSEST])
 
 
 def confidence_of(quotes: Sequence[Evidence]) -> float:

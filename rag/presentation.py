@@ -70,14 +70,20 @@ def context_html(document: Document, citation) -> str:
     text = document.text
     if text[citation.quote_start : citation.quote_end] != citation.quote:
         return ""
-    lo = max(0, citation.start - CONTEXT_CHARS)
-    hi = min(len(text), citation.end + CONTEXT_CHARS)
+    return window_html(text, citation.start, citation.end, citation.quote_start, citation.quote_end, CONTEXT_CHARS)
+
+
+def window_html(text: str, start: int, end: int, mark_start: int, mark_end: int, chars: int) -> str:
+    """text[start:end] with up to `chars` more on each side, text[mark_start:mark_end] highlighted; "…" marks
+    where the window cuts the text."""
+    lo = max(0, start - chars)
+    hi = min(len(text), end + chars)
     # Start and end on a word boundary, so the window does not open or close mid-word.
-    if lo > 0 and (space := text.find(" ", lo, citation.start)) != -1:
+    if lo > 0 and (space := text.find(" ", lo, start)) != -1:
         lo = space + 1
-    if hi < len(text) and (space := text.rfind(" ", citation.end, hi)) != -1:
+    if hi < len(text) and (space := text.rfind(" ", end, hi)) != -1:
         hi = space
-    body = highlight(text[lo:hi], citation.quote_start - lo, citation.quote_end - lo)
+    body = highlight(text[lo:hi], mark_start - lo, mark_end - lo)
     return ("… " if lo > 0 else "") + body + (" …" if hi < len(text) else "")
 
 
@@ -94,8 +100,9 @@ def render_answer_html(
 ) -> str:
     """The final answer as one HTML block: text with linked [n] markers, then the numbered sources.
 
-    A refusal gets its own look and lists Answer.related only under the "closest matches" label, so the
-    passages never read as an answer. `prefix` keeps the anchors of different answers on one page apart."""
+    A refusal gets its own look and lists Answer.closest (or Answer.related) only under the "closest matches"
+    label, so the passages never read as an answer. `prefix` keeps the anchors of different answers on one
+    page apart."""
     if answer.refused:
         return render_refusal_html(answer)
     docs = _by_source(documents)
@@ -139,19 +146,36 @@ def render_refusal_html(answer: Answer) -> str:
     label = RELATED_LABEL.get(answer.lang, RELATED_LABEL["en"])
     parts = ['<div class="rag-answer rag-refused">', _standalone_html(answer)]
     parts.append(f'<p class="rag-refusal"><span class="rag-icon" aria-hidden="true">⊘</span>{_esc(answer.text)}</p>')
-    if answer.related:
+    if answer.closest or answer.related:
         parts.append(f'<div class="rag-related-label">{_esc(label)}</div><ul class="rag-related">')
-        for hit in answer.related:
-            snippet = hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"
+        for hit, snippet in _closest_snippets(answer):
             parts.append(
                 f"<li><b>{_esc(hit.title)}</b>"
                 f'<div class="rag-meta">{_meta(hit.source, hit.date, hit.lang)}</div>'
-                f'<div class="rag-passage">{_esc(snippet)}</div></li>'
+                f'<div class="rag-passage">{snippet}</div></li>'
             )
         parts.append("</ul>")
     parts.append(_footer_html(answer))
     parts.append("</div>")
     return "".join(parts)
+
+
+def _closest_snippets(answer: Answer) -> list[tuple]:
+    """(passage, HTML) for each closest match of a refusal: the closest sentence marked in its passage, with
+    some of the passage around it; the start of each related passage when there are no sentences."""
+    if answer.closest:
+        return [
+            (e.hit, window_html(e.hit.text, *_in_passage(e), *_in_passage(e), RELATED_SNIPPET_CHARS // 2))
+            for e in answer.closest
+        ]
+    return [
+        (hit, _esc(hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"))
+        for hit in answer.related
+    ]
+
+
+def _in_passage(evidence) -> tuple[int, int]:
+    return evidence.quote_start - evidence.hit.start, evidence.quote_end - evidence.hit.start
 
 
 def _standalone_html(answer: Answer) -> str:

@@ -10,9 +10,9 @@ LANGUAGE_NAMES = {"az": "Azerbaijani", "ru": "Russian", "en": "English"}
 
 # Said when the documents do not hold the answer. One fixed phrase per language, never a model's words.
 REFUSAL = {
-    "en": "The documents do not contain an answer to this question.",
-    "az": "Sənədlərdə bu suala cavab yoxdur.",
-    "ru": "В документах нет ответа на этот вопрос.",
+    "en": "I found no answer to this question in the documents.",
+    "az": "Sənədlərdə bu sualın cavabını tapmadım.",
+    "ru": "Я не нашёл ответа на этот вопрос в документах.",
 }
 # Introduces the evidence quoted verbatim when the model's answer could not be verified.
 EXTRACTIVE_INTRO = {
@@ -22,9 +22,9 @@ EXTRACTIVE_INTRO = {
 }
 # Label of the passages offered after a refusal.
 RELATED_LABEL = {
-    "en": "Closest matches (they do not answer the question):",
-    "az": "Ən yaxın mətnlər (suala cavab vermir):",
-    "ru": "Ближайшие фрагменты (не отвечают на вопрос):",
+    "en": "Closest matches (not confirmed as an answer):",
+    "az": "Ən yaxın mətnlər (cavab kimi təsdiqlənməyib):",
+    "ru": "Ближайшие фрагменты (не подтверждены как ответ):",
 }
 # Marks a translation shown under a quote (the app and `rag ask`): the reader must know it is not the source.
 MACHINE_TRANSLATION = {

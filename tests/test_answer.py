@@ -185,6 +185,20 @@ def test_questions_the_documents_do_not_answer_are_refused(seeds_embedder, quest
     assert generator.prompts == []  # refused before any model call
 
 
+def test_a_refusal_offers_the_closest_sentences_each_in_its_passage(seeds_embedder):
+    unsure = seeds_embedder.config.with_overrides(answer={"min_confidence": 1.0})
+    assistant = rag.Assistant(unsure, embedder=seeds_embedder.embedder, generator=ScriptedGenerator(_identity))
+    answer = assistant.answer(UZBEKISTAN)
+    assert answer.refused and answer.citations == []
+    assert 1 <= len(answer.closest) <= 3
+    assert [e.score for e in answer.closest] == sorted((e.score for e in answer.closest), reverse=True)
+    assert "ərazi bütövlüyünü" in answer.closest[0].quote  # the sentence that answers, though not confirmed
+    for e in answer.closest:
+        assert e.hit in answer.related
+        assert e.hit.text[e.quote_start - e.hit.start : e.quote_end - e.hit.start] == e.quote
+    assert answer.to_dict()["closest"][0]["quote"] == answer.closest[0].quote
+
+
 def test_min_confidence_trades_answers_for_certainty(seeds_embedder):
     everything = seeds_embedder.config.with_overrides(answer={"min_confidence": 0.0})
     nothing = seeds_embedder.config.with_overrides(answer={"min_confidence": 1.0})

@@ -19,7 +19,7 @@ import rag
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import app  # noqa: E402
 from rag.prompts import REFUSAL, RELATED_LABEL
-from rag.types import Answer, Citation, Hit, StreamEvent
+from rag.types import Answer, Citation, Evidence, Hit, StreamEvent
 
 DOC_TEXT = (
     "Intro sentence about the meeting. " * 30
@@ -132,6 +132,22 @@ def test_refusal_looks_different_and_labels_related_as_closest_matches():
     label = out.index(RELATED_LABEL["en"])
     assert label < out.index("Blinken &lt;call&gt;") and label < out.index("OIC meeting")
     assert "rag-source" not in out and "rag-cite" not in out and "Sources" not in out
+
+
+def test_refusal_marks_each_closest_sentence_in_its_passage():
+    passage = "Opening words. " + "Filler text here. " * 20 + "Uzbekistan always <supported> it. " + "More. " * 40
+    hit = Hit(source="004_a.txt", title="Consultations", date=None, lang="az", text=passage, start=1000,
+              end=1000 + len(passage), score=0.9)  # fmt: skip
+    quote = "Uzbekistan always <supported> it."
+    at = 1000 + passage.index(quote)
+    closest = [Evidence(n=1, hit=hit, quote=quote, quote_start=at, quote_end=at + len(quote), score=0.2)]
+    answer = make_answer(text=REFUSAL["en"], refused=True, citations=[], related=[hit], closest=closest)
+    out = app.render_answer_html(answer)
+    assert out.index(RELATED_LABEL["en"]) < out.index("<mark>Uzbekistan always &lt;supported&gt; it.</mark>")
+    assert "Opening words" not in out and "… " in out  # a window around the sentence, not the passage's start
+    assert "rag-source" not in out and "rag-cite" not in out
+    markdown = answer.to_markdown()
+    assert markdown.splitlines()[2:] == [RELATED_LABEL["en"], f'- Consultations (004_a.txt): "{quote}"']
 
 
 def test_refusal_label_follows_the_answer_language():

@@ -76,7 +76,7 @@ def test_a_refusal_because_the_filters_leave_no_document_says_so(corpus, tmp_pat
     capsys.readouterr()
     assert cli.main(["ask", "Bayramov kimlə görüşüb?", "--lang", "xx", "--model", "test", *common]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == "Sənədlərdə bu suala cavab yoxdur."
+    assert out.strip() == "Sənədlərdə bu sualın cavabını tapmadım."
     assert err.startswith("note: No passages found with --lang xx. The index holds documents in: az (3 documents)")
 
 

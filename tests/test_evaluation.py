@@ -500,6 +500,18 @@ def test_is_readable_needs_the_question_language_except_for_very_short_answers()
     assert is_readable("Rod Reed [1][2][3][4].", "az")  # markers are not words; under four words
 
 
+def test_refusals_count_those_whose_closest_matches_hold_the_fact():
+    rows = [
+        {**decided("shown", refused=True, confidence=0.2), "closest_holds_fact": True},
+        {**decided("hidden", confidence=0.3), "closest_holds_fact": False},  # refused at the threshold below
+        {**decided("given", confidence=0.9), "closest_holds_fact": True},  # answered: not a refusal
+        {**decided("u", answerable=False, refused=True), "closest_holds_fact": False},  # nothing to show
+    ]
+    assert decisions(rows, 0.5)["refusals_showing_fact"] == 0.5
+    assert decisions(rows, 0.95)["refusals_showing_fact"] == round(2 / 3, 4)
+    assert decisions(rows[2:], 0.5)["refusals_showing_fact"] is None  # no answerable question refused
+
+
 def test_decisions_report_latency_of_every_question():
     d = decisions(DECIDED, 0.65)
     assert (d["answered"], d["correct"]) == (3, 2)

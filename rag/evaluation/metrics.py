@@ -153,6 +153,13 @@ def readable_share(rows: Sequence[dict], threshold: float | None = None) -> floa
     return _share(sum(1 for r in answers if r.get("readable")), len(answers))
 
 
+def refusals_showing_fact(rows: Sequence[dict], threshold: float | None = None) -> float | None:
+    """Answerable questions refused whose closest matches (shown under the refusal) hold the asked fact /
+    answerable questions refused."""
+    refused = [r for r in rows if r["answerable"] and not given(r, threshold)]
+    return _share(sum(1 for r in refused if r.get("closest_holds_fact")), len(refused))
+
+
 def is_readable(text: str, lang: str) -> bool:
     """Whether a reader of `lang` can read the answer: its text without [n] markers is detected as `lang`, or it
     is under 4 words (too short to detect, and mostly names or numbers). A quote left in the document's language
@@ -182,6 +189,7 @@ def decisions(rows: Sequence[dict], threshold: float | None = None) -> dict:
         "coverage": coverage(rows, threshold),
         "unanswerable_refused": unanswerable_refused(rows, threshold),
         "readable": readable_share(rows, threshold),
+        "refusals_showing_fact": refusals_showing_fact(rows, threshold),
         "latency_p50": _percentile(totals, 50),
         "latency_p90": _percentile(totals, 90),
         "retrieval_p50": _percentile(searching, 50),

@@ -87,6 +87,11 @@ def _evaluate(assistant: Any, item: EvalItem, model: str | None) -> dict:
         "confidence": None if answer.confidence is None else rounded(float(answer.confidence)),
         "correct": answerable and not answer.refused and not missed and cites_gold,
         "readable": not answer.refused and is_readable(answer.text, item.lang),
+        # Whether a refusal would put the fact before the reader anyway: a closest sentence of a gold article
+        # holds every key (bench/answers.py counts it over the answerable questions refused at its threshold).
+        "closest_holds_fact": answerable
+        and bool(item.keys)
+        and any(in_gold(e.hit.source, item.gold) and not missing_keys(e.quote, item.keys) for e in answer.closest),
         "half": article_half(item),
         "citations": [
             {
