@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rag import citations
@@ -57,10 +57,20 @@ def link_markers(text: str, numbers: Iterable[int], prefix: str) -> str:
 
 def highlight(text: str, start: int, end: int) -> str:
     """Escape `text` with text[start:end] wrapped in <mark> (offsets clamped to the text)."""
-    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
-    if end <= start:
-        return _esc(text)
-    return f"{_esc(text[:start])}<mark>{_esc(text[start:end])}</mark>{_esc(text[end:])}"
+    return highlight_ranges(text, [(start, end)])
+
+
+def highlight_ranges(text: str, ranges: Iterable[tuple[int, int]]) -> str:
+    """Escape `text` with each text[start:end] wrapped in <mark>; offsets are clamped to the text, and what an
+    earlier range already marks is not marked again."""
+    parts, at = [], 0
+    for start, end in sorted(ranges):
+        start, end = max(at, min(start, len(text))), max(0, min(end, len(text)))
+        if end <= start:
+            continue
+        parts.append(f"{_esc(text[at:start])}<mark>{_esc(text[start:end])}</mark>")
+        at = end
+    return "".join(parts) + _esc(text[at:])
 
 
 def context_html(document: Document, citation) -> str:
@@ -70,11 +80,12 @@ def context_html(document: Document, citation) -> str:
     text = document.text
     if text[citation.quote_start : citation.quote_end] != citation.quote:
         return ""
-    return window_html(text, citation.start, citation.end, citation.quote_start, citation.quote_end, CONTEXT_CHARS)
+    quote = (citation.quote_start, citation.quote_end)
+    return window_html(text, citation.start, citation.end, [quote], CONTEXT_CHARS)
 
 
-def window_html(text: str, start: int, end: int, mark_start: int, mark_end: int, chars: int) -> str:
-    """text[start:end] with up to `chars` more on each side, text[mark_start:mark_end] highlighted; "…" marks
+def window_html(text: str, start: int, end: int, marks: Sequence[tuple[int, int]], chars: int) -> str:
+    """text[start:end] with up to `chars` more on each side, each text[a:b] of `marks` highlighted; "…" marks
     where the window cuts the text."""
     lo = max(0, start - chars)
     hi = min(len(text), end + chars)
@@ -83,7 +94,7 @@ def window_html(text: str, start: int, end: int, mark_start: int, mark_end: int,
         lo = space + 1
     if hi < len(text) and (space := text.rfind(" ", end, hi)) != -1:
         hi = space
-    body = highlight(text[lo:hi], mark_start - lo, mark_end - lo)
+    body = highlight_ranges(text[lo:hi], [(a - lo, b - lo) for a, b in marks])
     return ("… " if lo > 0 else "") + body + (" …" if hi < len(text) else "")
 
 
@@ -161,21 +172,23 @@ def render_refusal_html(answer: Answer) -> str:
 
 
 def _closest_snippets(answer: Answer) -> list[tuple]:
-    """(passage, HTML) for each closest match of a refusal: the closest sentence marked in its passage, with
-    some of the passage around it; the start of each related passage when there are no sentences."""
+    """(passage, HTML) for each passage of a refusal's closest matches, best first: its closest sentences marked,
+    with some of the passage around them; the start of each related passage when there are no sentences."""
     if answer.closest:
-        return [
-            (e.hit, window_html(e.hit.text, *_in_passage(e), *_in_passage(e), RELATED_SNIPPET_CHARS // 2))
-            for e in answer.closest
-        ]
+        marks: dict[tuple[str, int], list] = {}
+        for e in answer.closest:  # sentences of one passage are shown together, in one window
+            marks.setdefault((e.hit.source, e.hit.start), [e.hit]).append(
+                (e.quote_start - e.hit.start, e.quote_end - e.hit.start)
+            )
+        out = []
+        for hit, *ranges in marks.values():
+            start, end = min(a for a, _ in ranges), max(b for _, b in ranges)
+            out.append((hit, window_html(hit.text, start, end, ranges, RELATED_SNIPPET_CHARS // 2)))
+        return out
     return [
         (hit, _esc(hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"))
         for hit in answer.related
     ]
-
-
-def _in_passage(evidence) -> tuple[int, int]:
-    return evidence.quote_start - evidence.hit.start, evidence.quote_end - evidence.hit.start
 
 
 def _standalone_html(answer: Answer) -> str:

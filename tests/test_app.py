@@ -18,6 +18,7 @@ import rag
 # pytest runs from elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import app  # noqa: E402
+from rag.presentation import highlight_ranges
 from rag.prompts import REFUSAL, RELATED_LABEL
 from rag.types import Answer, Citation, Evidence, Hit, StreamEvent
 
@@ -148,6 +149,18 @@ def test_refusal_marks_each_closest_sentence_in_its_passage():
     assert "rag-source" not in out and "rag-cite" not in out
     markdown = answer.to_markdown()
     assert markdown.splitlines()[2:] == [RELATED_LABEL["en"], f'- Consultations (004_a.txt): "{quote}"']
+    # A second sentence of the same passage is marked in the same entry, not shown again in a window of its own.
+    other = "Filler text here."
+    at2 = 1000 + passage.index(other)
+    both = closest + [Evidence(n=2, hit=hit, quote=other, quote_start=at2, quote_end=at2 + len(other), score=0.1)]
+    out = app.render_answer_html(replace(answer, closest=both))
+    assert out.count("<li>") == 1 and out.count("<mark>") == 2 and "Opening words" in out
+
+
+def test_highlight_ranges_marks_each_range_once():
+    marked = highlight_ranges("a <b> c d", [(6, 7), (0, 1), (1, 3)])
+    assert marked == "<mark>a</mark><mark> &lt;</mark>b&gt; <mark>c</mark> d"
+    assert highlight_ranges("abc", [(0, 2), (1, 3)]) == "<mark>ab</mark><mark>c</mark>"  # the overlap once
 
 
 def test_refusal_label_follows_the_answer_language():
