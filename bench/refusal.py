@@ -40,6 +40,10 @@ def _article(file: str) -> str:
     return Path(file).stem.rsplit("_", 1)[0]  # files are <title-slug>_<paragraph>.txt
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{part} / {whole} ({part / whole:.0%})" if whole else "n/a"
+
+
 def _sample(items: list, n: int) -> list:
     return items[:: max(1, len(items) // n)][:n]
 
@@ -94,9 +98,10 @@ def main() -> None:
         f"- Corpus: the English XQuAD paragraphs without every {HOLD_OUT_EVERY}th article; questions about the "
         f"held-out articles are unanswerable; {args.questions} of each kind per question language",
         "",
-        "| question language | answerable: answered | citing the gold paragraph | key accuracy | "
-        "unanswerable: refused (refusal recall) | refusal precision | modes, answerable | modes, unanswerable |",
-        "|---|---|---|---|---|---|---|---|",
+        "| question language | answerable: answered | precision (correct / given) | citing the gold paragraph | "
+        "key accuracy | unanswerable: refused (refusal recall) | refusal precision | answerable refused, the fact "
+        "among the closest matches | modes, answerable | modes, unanswerable |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lang, report in reports.items():
         rows = report["rows"]
@@ -105,15 +110,23 @@ def main() -> None:
         overall = report["overall"]
         answered = sum(not r["refused"] for r in good)
         refused = sum(r["refused"] for r in bad)
+        given = [r for r in rows if not r["refused"]]
+        correct = sum(1 for r in given if r["correct"])
+        shown = [r for r in good if r["refused"]]
         lines.append(
-            f"| {lang} (paragraphs en) | {answered} / {len(good)} | {overall['cites_gold']:.0%} | "
-            f"{overall['key_accuracy']:.0%} | {refused} / {len(bad)} ({overall['refusal_recall']:.0%}) | "
-            f"{overall['refusal_precision']:.0%} | {mode_counts(good)} | {mode_counts(bad)} |"
+            f"| {lang} (paragraphs en) | {answered} / {len(good)} | {_share(correct, len(given))} | "
+            f"{overall['cites_gold']:.0%} | {overall['key_accuracy']:.0%} | {refused} / {len(bad)} "
+            f"({overall['refusal_recall']:.0%}) | {overall['refusal_precision']:.0%} | "
+            f"{_share(sum(1 for r in shown if r['closest_holds_fact']), len(shown))} | {mode_counts(good)} | "
+            f"{mode_counts(bad)} |"
         )
     lines += [
         "",
-        "Citing the gold paragraph and key accuracy are shares of all answerable questions (a refusal counts as a "
-        "miss). Refusal precision: the share of refusals that were right.",
+        "Precision: answers given that carry the gold span and cite its paragraph / answers given (an answer to an "
+        "unanswerable question is given and not correct). Citing the gold paragraph and key accuracy are shares of "
+        "all answerable questions (a refusal counts as a miss). Refusal precision: the share of refusals that were "
+        "right. The last figure counts the answerable questions refused whose closest matches (shown under the "
+        "refusal) hold the gold span in a sentence of the gold paragraph.",
     ]
     publish("REFUSAL", lines, args.results)
 
