@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rag import citations
 from rag.errors import RagError
 from rag.prompts import MACHINE_TRANSLATION, NO_TRANSLATION, RELATED_LABEL
-from rag.types import Answer, BuildSummary, Document
+from rag.types import Answer, BuildSummary, Document, Hit
 
 if TYPE_CHECKING:
     from rag.assistant import Assistant
@@ -171,20 +171,18 @@ def render_refusal_html(answer: Answer) -> str:
     return "".join(parts)
 
 
-def _closest_snippets(answer: Answer) -> list[tuple]:
+def _closest_snippets(answer: Answer) -> list[tuple[Hit, str]]:
     """(passage, HTML) for each passage of a refusal's closest matches, best first: its closest sentences marked,
     with some of the passage around them; the start of each related passage when there are no sentences."""
     if answer.closest:
-        marks: dict[tuple[str, int], list] = {}
+        passages: dict[tuple[str, int], tuple[Hit, list[tuple[int, int]]]] = {}
         for e in answer.closest:  # sentences of one passage are shown together, in one window
-            marks.setdefault((e.hit.source, e.hit.start), [e.hit]).append(
-                (e.quote_start - e.hit.start, e.quote_end - e.hit.start)
-            )
-        out = []
-        for hit, *ranges in marks.values():
-            start, end = min(a for a, _ in ranges), max(b for _, b in ranges)
-            out.append((hit, window_html(hit.text, start, end, ranges, RELATED_SNIPPET_CHARS // 2)))
-        return out
+            hit, marks = passages.setdefault((e.hit.source, e.hit.start), (e.hit, []))
+            marks.append((e.quote_start - hit.start, e.quote_end - hit.start))
+        return [
+            (hit, window_html(hit.text, min(marks)[0], max(b for _, b in marks), marks, RELATED_SNIPPET_CHARS // 2))
+            for hit, marks in passages.values()
+        ]
     return [
         (hit, _esc(hit.text if len(hit.text) <= RELATED_SNIPPET_CHARS else hit.text[:RELATED_SNIPPET_CHARS] + "…"))
         for hit in answer.related

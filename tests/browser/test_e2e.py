@@ -150,6 +150,7 @@ def test_question_the_documents_do_not_answer_is_refused(page):
     assert REFUSAL["en"] in text
     assert RELATED_LABEL["en"] in text
     assert answer.locator("li.rag-source").count() == 0  # closest matches are never shown as sources
+    assert answer.locator("ul.rag-related li mark").count() >= 1  # each closest sentence marked in its passage
 
 
 def test_two_tabs_asking_at_once_both_get_answers(server, context):
