@@ -31,6 +31,7 @@ _TABLE = (
     ("precision", "answer precision", "share"),
     ("coverage", "answerable answered", "share"),
     ("readable", "answers readable", "share"),
+    ("refusals_showing_fact", "refused, fact in closest", "share"),
     ("unsupported_sentences", "uncited sentences", "count"),
     ("first_token_p50", "first token p50", "seconds"),
     ("first_token_p95", "first token p95", "seconds"),
