@@ -335,7 +335,9 @@ def build_ui(assistant: rag.Assistant) -> gr.Blocks:
                         date_from = gr.Textbox(label="From date", placeholder="2023 or 2023-06")
                         date_to = gr.Textbox(label="To date", placeholder="2023-12-31")
                     model = gr.Dropdown(model_choices, value="", label="Chat model")
-                    k = gr.Slider(1, 20, value=config.answer.passages, step=1, label="Passages to search")
+                    k = gr.Slider(
+                        1, 20, value=config.answer.passages, step=1, label="Passages the answer may come from"
+                    )
                 with gr.Accordion("Documents", open=True):
                     upload = gr.File(
                         label=f"Add documents ({', '.join(extensions)}; up to {max_bytes / 1048576:g} MB each)",

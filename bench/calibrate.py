@@ -238,6 +238,7 @@ def main() -> int:
             "weights": [round(float(w), 6) for w in model.weights],
             "bias": round(model.bias, 6),
             "translation_min_similarity": round(min_similarity, 4),
+            "passages": cfg.answer.passages,  # the passages whose sentences scale the relative features
             "fitted_on": (
                 f"{', '.join(args.sets)}: fit halves ({len(fit_rows)} questions), C={strength}, "
                 f"{datetime.now(UTC).date().isoformat()}, `python bench/calibrate.py --write`"

@@ -348,7 +348,9 @@ class Assistant:
         reply_lang = reply_lang or conversation_language(asked, history)
         q = self.question(standalone, asked=asked, reply_lang=reply_lang or answer_language(asked))
         filters = Filters(lang=lang, source=source, date_from=date_from, date_to=date_to)
-        hits = self._search(q, passages, filters)
+        # At least as many passages as the evidence model was fitted over, which scale its features; the answer
+        # may only come from the first `passages`.
+        hits = self._search(q, max(passages, self.evidence_model.passages), filters)
         evidence = select_evidence(
             q,
             hits,
@@ -356,6 +358,7 @@ class Assistant:
             settings.evidence,
             self.evidence_model,
             screen=self.instruction_screen,
+            answer_passages=passages,
         )
         decision = decide(evidence, settings.min_confidence)
         timings = {"retrieval": round(time.perf_counter() - started, 3)}

@@ -199,6 +199,20 @@ def test_a_refusal_offers_the_closest_sentences_each_in_its_passage(seeds_embedd
     assert answer.to_dict()["closest"][0]["quote"] == answer.closest[0].quote
 
 
+def test_the_confidence_does_not_depend_on_how_many_passages_are_asked_for(seeds_embedder):
+    assistant = rag.Assistant(
+        seeds_embedder.config, embedder=seeds_embedder.embedder, generator=ScriptedGenerator(_identity)
+    )
+    question = "Blinken İlham Əliyevə hansı tarixdə zəng edib?"
+    by_k = {k: assistant.answer(question, k=k) for k in (1, 3, 10, 20)}
+    assert not any(a.refused for a in by_k.values())
+    confidences = [a.confidence for a in by_k.values()]
+    assert max(confidences) - min(confidences) < 0.02, confidences  # it ran from 0.49 to 0.99 when scaled per k
+    first = assistant.search(question, k=1)[0]
+    assert {c.source for c in by_k[1].citations} == {first.source}  # k=1: the answer comes from that passage only
+    assert all(first.start <= c.quote_start and c.quote_end <= first.end for c in by_k[1].citations)
+
+
 def test_min_confidence_trades_answers_for_certainty(seeds_embedder):
     everything = seeds_embedder.config.with_overrides(answer={"min_confidence": 0.0})
     nothing = seeds_embedder.config.with_overrides(answer={"min_confidence": 1.0})
