@@ -5,7 +5,8 @@
 `POST /v1/chat/completions` takes the OpenAI request shape: the last user message is the question, earlier turns
 are the conversation (a follow-up is rewritten to stand alone, as in the app). The reply's
 `choices[0].message.content` is the answer with its [n] markers followed by the numbered sources as plain text,
-so any client shows them; `citations` and `refused` ride along as extra fields that OpenAI clients ignore.
+so any client shows them; `citations`, `refused` and, after a refusal, `closest` ride along as extra fields
+that OpenAI clients ignore.
 `stream: true` sends Server-Sent Events in OpenAI's chunk format. The answer is streamed once it is checked, not
 the model's draft tokens, which the check may replace. `GET /v1/models` lists the collections (one config, corpus
 and index each; the request's `model` picks one), `POST /v1/search` returns hits, `GET /health` says it is up.
@@ -102,8 +103,13 @@ def _content(answer) -> str:
 
 
 def _grounding(answer) -> dict:
-    """The extra fields OpenAI clients ignore: the structured citations and whether the question was refused."""
-    return {"citations": [c.to_dict() for c in answer.citations], "refused": answer.refused}
+    """The extra fields OpenAI clients ignore: the structured citations, whether the question was refused, and
+    after a refusal the sentences closest to an answer (never support; the content lists them too)."""
+    return {
+        "citations": [c.to_dict() for c in answer.citations],
+        "refused": answer.refused,
+        "closest": [e.to_dict() for e in answer.closest] if answer.refused else [],
+    }
 
 
 def _answer_body(answer, model: str, completion_id: str, created: int) -> dict:

@@ -119,6 +119,8 @@ def test_a_refusal_cites_nothing(client):
     reply = client.chat.completions.create(model="never", messages=[{"role": "user", "content": QUESTION}])
     assert reply.model_dump()["refused"] is True and reply.model_dump()["citations"] == []
     assert reply.choices[0].message.content.startswith(REFUSAL["en"])
+    closest = reply.model_dump()["closest"]  # offered as such, each sentence with its passage
+    assert closest and all(m["quote"] in reply.choices[0].message.content and m["passage"]["source"] for m in closest)
 
 
 def test_a_follow_up_is_rewritten_with_the_conversation(client, assistants):
