@@ -83,7 +83,8 @@ def conversation_language(question: str, history: list[dict]) -> str | None:
     ("Kyrgyzstan?" reads as Azerbaijani); a follow-up in the other alphabet ("Кыргызстан?") has its own
     language. None: answer in the question's own language."""
     previous = previous_question(history)
-    if not previous or len(question.split()) > _BARE or _CYRILLIC.search(question) != _CYRILLIC.search(previous):
+    same_alphabet = bool(_CYRILLIC.search(question)) == bool(_CYRILLIC.search(previous))
+    if not previous or len(question.split()) > _BARE or not same_alphabet:
         return None
     lang = detect_language(previous)
     return lang if lang in ANSWER_LANGUAGES else None
